@@ -1,0 +1,5 @@
+import sys
+
+from goldmine.cli import main
+
+sys.exit(main())

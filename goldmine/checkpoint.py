@@ -1,0 +1,246 @@
+"""Checkpoints: safetensors + JSON + tokenizer.json, written atomically, never unpickled.
+
+    checkpoints/step-000500/
+      config.json           {"format": "goldmine-gpt/1", "model": {...GPTConfig...}}
+      model.safetensors     weights (a tied output head is stored once, as embed.weight)
+      tokenizer.json        the tokenizer the model was trained with
+      trainer.json          step, tokens seen, best val loss, pretrain config, optimizer hyper-
+                            parameters: everything `--resume` needs besides tensors
+      optimizer.safetensors AdamW moments and step counts, one tensor per (param, name)
+      rng.safetensors       torch RNG states (dropout)
+
+A checkpoint is first written to a temporary directory beside its final place and then renamed,
+so a crash leaves either the old state or the new one, never half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from goldmine.errors import GoldmineError
+
+FORMAT = "goldmine-gpt/1"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a temp file in the same directory, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_embeddings", False):
+        sd.pop("head.weight", None)  # the same tensor as embed.weight; safetensors stores it once
+    return sd
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state as flat tensors plus its JSON-able hyperparameters."""
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{idx}.{name}"] = t.detach().cpu().contiguous()
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def save_checkpoint(path: str | Path, model, tokenizer_path: str | Path, trainer_state: dict,
+                    optimizer: torch.optim.Optimizer | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        write_json(tmp / "config.json", {"format": FORMAT, "model": model.config.to_dict()})
+        save_file(model_tensors(model), tmp / "model.safetensors", metadata={"format": "pt"})
+        shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+        state = dict(trainer_state)
+        if optimizer is not None:
+            tensors, hyper = optimizer_tensors(optimizer)
+            save_file(tensors, tmp / "optimizer.safetensors")
+            state["optimizer"] = hyper
+            rng = {"cpu": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+            save_file(rng, tmp / "rng.safetensors")
+        write_json(tmp / "trainer.json", state)
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move directory `src` to `dst`, replacing an existing `dst` with (nearly) no gap."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise GoldmineError(f"{path}: missing from the checkpoint")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise GoldmineError(f"{path}: corrupt or not a safetensors file ({e})") from None
+
+
+def read_json(path: Path, what: str = "file") -> Any:
+    if not path.is_file():
+        raise GoldmineError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise GoldmineError(f"{path}: not valid JSON ({e})") from None
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def resolve_checkpoint(ref: str | Path, which: str = "best") -> Path:
+    """A checkpoint directory from a run id, run directory or checkpoint directory.
+
+    `which`: 'best' (lowest validation loss; falls back to the last), 'last', or a step number.
+    """
+    p = Path(ref)
+    if p.is_file():
+        if p.suffix in PICKLE_SUFFIXES:
+            raise GoldmineError(f"{p}: a pickle file; goldmine loads only safetensors checkpoints "
+                                "(a directory with config.json and model.safetensors)")
+        raise GoldmineError(f"{p}: expected a run or checkpoint directory, got a file")
+    if not p.exists():
+        from goldmine.registry import Registry
+
+        try:
+            p = Path(Registry().get(str(ref))["run_dir"])
+        except GoldmineError:
+            raise GoldmineError(f"{ref}: no such checkpoint directory or run id") from None
+    if is_checkpoint(p):
+        return p
+    ckdir = p / "checkpoints"
+    steps = list_steps(ckdir)
+    if which == "best" and is_checkpoint(ckdir / "best"):
+        return ckdir / "best"
+    if which in ("best", "last"):
+        if steps:
+            return steps[-1]
+    else:
+        try:
+            want = int(which)
+        except ValueError:
+            raise GoldmineError(f"checkpoint: expected best, last or a step number, got {which!r}") from None
+        for s in steps:
+            if int(s.name.split("-")[1]) == want:
+                return s
+        raise GoldmineError(f"{p}: no checkpoint for step {want} "
+                            f"(have: {', '.join(s.name for s in steps) or 'none'})")
+    if (p / "config.json").is_file():
+        raise GoldmineError(f"{p}: config.json but no model.safetensors: not a goldmine checkpoint")
+    raise GoldmineError(f"{p}: no checkpoints in this directory")
+
+
+def list_steps(ckdir: Path) -> list[Path]:
+    """Complete step checkpoints in a run's checkpoints/ directory, oldest first."""
+    if not ckdir.is_dir():
+        return []
+    found = []
+    for d in ckdir.glob("step-*"):
+        try:
+            step = int(d.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if is_checkpoint(d):
+            found.append((step, d))
+    return [d for _, d in sorted(found)]
+
+
+def load_model(ref: str | Path, which: str = "best", device: str | torch.device = "cpu"):
+    """(GPT, Tokenizer, checkpoint dir) from a run id, run directory or checkpoint directory."""
+    from goldmine.model import GPT, GPTConfig
+    from goldmine.tokenizer import Tokenizer
+
+    path = resolve_checkpoint(ref, which)
+    meta = read_json(path / "config.json", "config.json")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise GoldmineError(f"{path / 'config.json'}: not a goldmine checkpoint "
+                            f"(expected format {FORMAT!r})")
+    try:
+        cfg = GPTConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise GoldmineError(f"{path / 'config.json'}: bad model config ({e})") from None
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model = model.to_empty(device=device)
+    load_weights(model, path / "model.safetensors")
+    model.eval()
+    return model, Tokenizer.load(path / "tokenizer.json"), path
+
+
+def load_weights(model, path: Path) -> None:
+    sd = _load_tensors(path)
+    if model.config.tie_embeddings and "embed.weight" in sd:
+        sd["head.weight"] = sd["embed.weight"]
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    if missing or unexpected:
+        raise GoldmineError(f"{path}: weights do not fit the model in config.json "
+                            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
+    for k, v in sd.items():
+        if v.shape != expected[k].shape:
+            raise GoldmineError(f"{path}: {k} has shape {tuple(v.shape)}, "
+                                f"config.json implies {tuple(expected[k].shape)}")
+    model.load_state_dict(sd, strict=True, assign=False)
+    if model.config.tie_embeddings:
+        model.head.weight = model.embed.weight
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: Path, hyper: dict) -> None:
+    tensors = _load_tensors(path / "optimizer.safetensors")
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = t
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": hyper["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise GoldmineError(f"{path}: optimizer state does not fit this model ({e})") from None
+
+
+def load_rng(path: Path) -> None:
+    f = path / "rng.safetensors"
+    if not f.is_file():
+        return
+    rng = _load_tensors(f)
+    torch.set_rng_state(rng["cpu"])
+    cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

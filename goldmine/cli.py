@@ -1,0 +1,440 @@
+"""The `goldmine` command. Each subcommand is a thin layer over an importable function.
+
+Options come from the command's dataclass config (goldmine/config.py): `--preset NAME`, then
+`--config FILE.yaml`, then flags. `--json` prints one JSON object instead of tables; `--debug`
+(anywhere on the line) shows full tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields
+from typing import Any
+
+from goldmine.config import (
+    Config,
+    GenerateConfig,
+    PretrainConfig,
+    QuickstartConfig,
+    SampleDataConfig,
+    TokenizeConfig,
+    TokenizerConfig,
+    _unwrap_optional,
+    field_default,
+    field_types,
+)
+from goldmine.errors import GoldmineError
+
+EXAMPLES = {
+    "quickstart": "example:\n  goldmine quickstart                 # about two minutes on a laptop CPU",
+    "data sample": "example:\n  goldmine data sample --out sample-data --seed 0",
+    "tokenizer train": "examples:\n  goldmine tokenizer train sample-data/corpus.txt --vocab-size 4096 --out tok\n"
+                       "  goldmine tokenizer train input.txt --char --out tok-char",
+    "data tokenize": "example:\n  goldmine data tokenize sample-data/corpus.txt --tokenizer tok --out shards",
+    "pretrain": "examples:\n  goldmine pretrain --data shards --max-steps 500\n"
+                "  goldmine pretrain --data input.txt --tokenizer tok --preset shakespeare-char\n"
+                "  goldmine pretrain --resume latest                  # after a crash or Ctrl-C\n"
+                "  torchrun --nproc-per-node 8 -m goldmine pretrain --data shards --preset gpt2-124m",
+    "generate": "examples:\n  goldmine generate --model RUN_ID --prompt 'The wool scarf'\n"
+                "  goldmine generate --model runs/pretrain-.../checkpoints/best --preset greedy",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# dataclass config -> argparse
+# ---------------------------------------------------------------------------------------------
+def _fmt_default(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return " ".join(map(repr, value)) if value else "none"
+    return str(value)
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
+    types_ = field_types(cls)
+    if cls.presets:
+        lines = "; ".join(f"{k}: {cls.preset_help.get(k, '')}".rstrip(": ") for k in cls.presets)
+        lines = lines.replace("%", "%%")
+        parser.add_argument("--preset", choices=list(cls.presets), metavar="NAME",
+                            help=f"start from a named preset ({lines})")
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="read options from a YAML file (flags given here override it)")
+    for f in fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        base, _ = _unwrap_optional(types_[f.name])
+        help_ = meta["help"].replace("%", "%%")
+        if "default" not in help_:
+            help_ += f" (default: {_fmt_default(field_default(f))})"
+        if meta.get("positional"):
+            parser.add_argument(f.name, nargs="*", metavar=meta.get("metavar") or f.name.upper(),
+                                help=help_)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif getattr(base, "__origin__", None) is list:
+            parser.add_argument(flag, action="append", metavar="TEXT", help=help_ + "; repeatable")
+        else:
+            metavar = meta.get("metavar") or {int: "N", float: "X"}.get(base, "TEXT")
+            choices = meta.get("choices")
+            parser.add_argument(flag, metavar="{" + ",".join(choices) + "}" if choices else metavar,
+                                help=help_)
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the result")
+
+
+def explicit_flags(args: argparse.Namespace, cls: type[Config]) -> dict[str, Any]:
+    """The options the user typed (positional lists count when non-empty)."""
+    out = {}
+    for f in fields(cls):
+        value = getattr(args, f.name, None)
+        if value is None or (f.metadata.get("positional") and value == []):
+            continue
+        out[f.name] = value
+    return out
+
+
+def config_from_args(args: argparse.Namespace, cls: type[Config]):
+    return cls.load(getattr(args, "preset", None), args.config, explicit_flags(args, cls))
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------------------------
+def emit(result: dict, as_json: bool, render) -> None:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        render(result)
+
+
+def _console():
+    from rich.console import Console
+
+    # piped output (logs, CI) gets wide lines instead of rich's 80-column default
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _kv_table(title: str, rows: list[tuple[str, Any]]):
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, _fmt(v))
+    return t
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, default=str)
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+def cmd_sample(args):
+    from goldmine.data.sample import generate_sample_data
+
+    cfg = config_from_args(args, SampleDataConfig)
+    res = generate_sample_data(cfg.out, seed=cfg.seed, scale=cfg.scale)
+
+    def render(r):
+        from rich.table import Table
+
+        t = Table(title=f"sample data in {r['out_dir']} (seed {r['seed']}, scale {r['scale']})",
+                  title_justify="left")
+        for col in ("file", "rows", "bytes"):
+            t.add_column(col, justify="left" if col == "file" else "right")
+        for name, f in r["files"].items():
+            t.add_row(name, f"{f['rows']:,}", f"{f['bytes']:,}")
+        _console().print(t)
+
+    emit(res, args.json, render)
+
+
+def cmd_tokenizer_train(args):
+    from goldmine.tokenizer import train_tokenizer
+
+    res = train_tokenizer(config_from_args(args, TokenizerConfig))
+    emit(res, args.json, lambda r: _console().print(_kv_table(
+        f"tokenizer trained (run {r['run_id']})",
+        [("tokenizer", r["tokenizer"]), ("kind", r["kind"]), ("vocab size", r["vocab_size"]),
+         ("documents", r["documents"]), ("bytes", r["bytes"]),
+         ("bytes per token", r["bytes_per_token"]), ("seconds", r["seconds"])])))
+
+
+def cmd_tokenize(args):
+    from goldmine.data.shards import tokenize_corpus
+
+    res = tokenize_corpus(config_from_args(args, TokenizeConfig))
+    emit(res, args.json, lambda r: _console().print(_kv_table(
+        f"token shards written (run {r['run_id']})",
+        [("directory", r["out"]), ("train tokens", r["train_tokens"]),
+         ("val tokens", r["val_tokens"]), ("documents", r["documents"]), ("dtype", r["dtype"]),
+         ("seconds", r["seconds"])])))
+
+
+def cmd_pretrain(args):
+    from goldmine.train.pretrain import pretrain
+
+    flags = explicit_flags(args, PretrainConfig)
+    base = PretrainConfig.load(getattr(args, "preset", None), args.config)
+    res = pretrain(base, **flags)
+    if res.get("rank", 0) != 0:
+        return
+
+    def render(r):
+        rows = [("run", r["run_id"]), ("steps", f"{r['step']:,} / {r['max_steps']:,} "
+                                                 f"({r['stop_reason']})"),
+                ("tokens", r["tokens"]), ("val loss", r["val_loss"]), ("val perplexity", r["val_ppl"]),
+                ("tokens/s", r["tokens_per_s"]),
+                ("MFU", f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"),
+                ("time", f"{r['elapsed_s']:.0f} s"), ("checkpoint", r["checkpoint"]),
+                ("loss curve", r["plot"])]
+        c = _console()
+        c.print(_kv_table("pretraining done", rows))
+        c.print(f"\nnext: goldmine generate --model {r['run_id']} --prompt '...'")
+
+    emit(res, args.json, render)
+
+
+def cmd_generate(args):
+    from goldmine.generate import generate_text
+
+    cfg = config_from_args(args, GenerateConfig)
+    if cfg.prompt == "-":
+        cfg = cfg.update({"prompt": sys.stdin.read()})
+    live = not args.json
+    state = {"sample": -1}
+
+    def on_text(i, delta):
+        if i != state["sample"]:
+            if state["sample"] >= 0:
+                sys.stdout.write("\n\n")
+            if cfg.num_samples > 1:
+                sys.stdout.write(f"--- sample {i + 1} ---\n")
+            sys.stdout.write(cfg.prompt)
+            state["sample"] = i
+        sys.stdout.write(delta)
+        sys.stdout.flush()
+
+    res = generate_text(cfg, on_text=on_text if live else None)
+    if args.json:
+        emit(res, True, None)
+    else:
+        sys.stdout.write("\n")
+        from goldmine.progress import info
+
+        tps = res["tokens_per_s"]
+        info(f"[dim]{res['new_tokens']} tokens in {res['seconds']:.2f} s"
+             f"{f' ({tps:,.0f} tok/s)' if tps else ''} · run {res['run_id']}[/dim]")
+
+
+def cmd_quickstart(args):
+    from goldmine.quickstart import quickstart
+
+    res = quickstart(config_from_args(args, QuickstartConfig))
+    if args.json:
+        emit(res, True, None)
+
+
+def cmd_runs_list(args):
+    from goldmine.registry import Registry
+
+    runs = Registry().list(limit=args.limit, command=args.command, status=args.status)
+    if args.json:
+        print(json.dumps({"runs": runs}, ensure_ascii=False, default=str))
+        return
+    from rich.table import Table
+
+    t = Table(title="runs (newest first)", title_justify="left")
+    for col in ("id", "command", "status", "started", "time", "result"):
+        t.add_column(col)
+    for r in runs:
+        dur = (r["ended"] or time.time()) - r["started"]
+        t.add_row(r["id"], r["command"], _status(r["status"]),
+                  time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"])),
+                  f"{dur:,.0f} s", _headline(r))
+    _console().print(t if runs else "no runs yet (try `goldmine quickstart`)")
+
+
+def _status(s: str) -> str:
+    color = {"completed": "green", "running": "yellow", "failed": "red", "killed": "red",
+             "interrupted": "magenta"}.get(s, "white")
+    return f"[{color}]{s}[/{color}]"
+
+
+def _headline(run: dict) -> str:
+    m = run["metrics"]
+    for key, label in (("val_loss", "val loss"), ("vocab_size", "vocab"),
+                       ("train_tokens", "train tokens"), ("tokens_per_s", "tok/s")):
+        if m.get(key) is not None:
+            return f"{label} {_fmt(m[key])}"
+    return run.get("error") or ""
+
+
+def cmd_runs_show(args):
+    from goldmine.registry import Registry
+
+    r = Registry().get(args.run)
+    if args.json:
+        print(json.dumps(r, ensure_ascii=False, default=str))
+        return
+    c = _console()
+    c.print(_kv_table(f"run {r['id']}", [
+        ("command", r["command"]), ("status", r["status"]),
+        ("started", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))),
+        ("ended", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ended"])) if r["ended"] else "-"),
+        ("directory", r["run_dir"]), ("git revision", r["git_rev"] or "-"),
+        ("goldmine", r["version"]), ("parents", ", ".join(r["parents"]) or "-"),
+        ("error", r["error"] or "-")]))
+    c.print(_kv_table("\nmetrics", sorted(r["metrics"].items())))
+    c.print(_kv_table("\nartifacts", sorted(r["artifacts"].items())))
+    c.print(_kv_table("\nconfig", sorted(r["config"].items())))
+
+
+def cmd_runs_compare(args):
+    from goldmine.registry import Registry
+
+    reg = Registry()
+    runs = [reg.get(ref) for ref in args.runs]
+    keys_cfg = sorted({k for r in runs for k in r["config"]})
+    diff_cfg = [k for k in keys_cfg if len({json.dumps(r["config"].get(k), default=str) for r in runs}) > 1]
+    keys_m = sorted({k for r in runs for k in r["metrics"]})
+    result = {"runs": [r["id"] for r in runs],
+              "config_differences": {k: [r["config"].get(k) for r in runs] for k in diff_cfg},
+              "metrics": {k: [r["metrics"].get(k) for r in runs] for k in keys_m}}
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    from rich.table import Table
+
+    t = Table(title="comparison", title_justify="left")
+    t.add_column("")
+    for r in runs:
+        t.add_column(r["id"])
+    t.add_row("[bold]command", *[r["command"] for r in runs])
+    t.add_row("[bold]status", *[_status(r["status"]) for r in runs])
+    for k in diff_cfg:
+        t.add_row(f"config: {k}", *[_fmt(r["config"].get(k)) for r in runs])
+    for k in keys_m:
+        t.add_row(k, *[_fmt(r["metrics"].get(k)) if k in r["metrics"] else "-" for r in runs])
+    _console().print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------------------------
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=34, width=100)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from goldmine import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="goldmine", formatter_class=_Formatter,
+        description="goldmine: from raw data to a served large model, and whether it pays.\n\n"
+                    "Runs are recorded under $GOLDMINE_HOME (default ./runs). Add --debug anywhere "
+                    "for full tracebacks.")
+    parser.add_argument("--version", action="version", version=f"goldmine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(parent, name, cls, func, help_, full_name=None):
+        key = full_name or name
+        p = parent.add_parser(name, help=help_, description=f"{help_}\n\n{(cls.__doc__ or '').strip()}",
+                              epilog=EXAMPLES.get(key), formatter_class=_Formatter)
+        add_config_args(p, cls)
+        p.set_defaults(func=func)
+        return p
+
+    command(sub, "quickstart", QuickstartConfig, cmd_quickstart,
+            "the whole path on sample data: data -> tokenizer -> GPT -> samples")
+
+    data = sub.add_parser("data", help="sample data and token shards", formatter_class=_Formatter)
+    dsub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    command(dsub, "sample", SampleDataConfig, cmd_sample,
+            "write the synthetic online-shop corpus (products, reviews, support chats, FAQ)",
+            "data sample")
+    command(dsub, "tokenize", TokenizeConfig, cmd_tokenize,
+            "stream a corpus through a tokenizer into memory-mapped train/val token shards",
+            "data tokenize")
+
+    tok = sub.add_parser("tokenizer", help="train tokenizers", formatter_class=_Formatter)
+    tsub = tok.add_subparsers(dest="tokenizer_command", metavar="COMMAND", required=True)
+    command(tsub, "train", TokenizerConfig, cmd_tokenizer_train,
+            "train a byte-level BPE (or character) tokenizer; writes tokenizer.json",
+            "tokenizer train")
+
+    command(sub, "pretrain", PretrainConfig, cmd_pretrain,
+            "pretrain a Llama-style GPT from scratch (resumable; torchrun for many processes)")
+    command(sub, "generate", GenerateConfig, cmd_generate, "sample text from a trained model")
+
+    runs = sub.add_parser("runs", help="the run registry: list, show, compare",
+                          formatter_class=_Formatter)
+    rsub = runs.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
+    p = rsub.add_parser("list", help="recent runs, newest first", formatter_class=_Formatter)
+    p.add_argument("--limit", type=int, default=20, help="show at most N runs (default: 20)")
+    p.add_argument("--command", help="only runs of this command, e.g. pretrain")
+    p.add_argument("--status", help="only runs with this status (running, completed, failed, "
+                                    "killed, interrupted)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_runs_list)
+    p = rsub.add_parser("show", help="everything recorded about one run", formatter_class=_Formatter)
+    p.add_argument("run", help="run id (a unique prefix is enough) or run directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_runs_show)
+    p = rsub.add_parser("compare", help="runs side by side: differing config and all metrics",
+                        formatter_class=_Formatter)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids or directories")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_runs_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.func is cmd_runs_compare and len(args.runs) < 2:
+        parser.error("runs compare: give at least two runs")
+    from goldmine.progress import console
+
+    try:
+        args.func(args)
+    except GoldmineError as e:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/bold red] {e}", markup=True, highlight=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]")
+        return 130
+    except Exception as e:  # an unexpected failure: one line, the traceback with --debug
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/bold red] {type(e).__name__}: {e} "
+                      "(run again with --debug for the traceback)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,456 @@
+"""Dataclass configs with named presets, YAML files and CLI overrides.
+
+Every command has one dataclass config. A value is resolved in this order, later wins:
+
+    field default  ->  named preset  ->  YAML file (--config)  ->  command-line flags
+
+Fields are declared with `opt(default, "help text")`; the help text is what `--help` prints,
+so every option is documented where it is defined.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from goldmine.errors import GoldmineError
+
+
+def opt(default: Any = None, help: str = "", *, choices=None, positional: bool = False,
+        metavar: str | None = None, cli: bool = True):
+    """A config field with its help text. Lists and dicts get a fresh copy per instance."""
+    meta = {"help": help, "choices": choices, "positional": positional, "metavar": metavar,
+            "cli": cli}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _unwrap_optional(tp):
+    """Optional[X] / X | None -> (X, True); X -> (X, False)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to the field's type, or raise a GoldmineError naming `where`."""
+    base, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise GoldmineError(f"{where}: a value is required")
+    origin = typing.get_origin(base)
+    try:
+        if origin in (list, tuple):
+            (item_tp,) = typing.get_args(base)[:1] or (str,)
+            if isinstance(value, (str, int, float)):
+                value = [value]
+            return [coerce(v, item_tp, where) for v in value]
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if base is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if isinstance(value, str):
+                return int(float(value)) if any(c in value for c in ".eE") else int(value)
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if base is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        name = getattr(base, "__name__", str(base))
+        raise GoldmineError(f"{where}: expected {name}, got {value!r}") from None
+    return value
+
+
+@dataclass
+class Config:
+    """Base class: subclasses are dataclasses whose fields are declared with `opt`."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    preset_help: ClassVar[dict[str, str]] = {}
+
+    # -- building --------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str | None = None):
+        cfg = cls()
+        if name:
+            if name not in cls.presets:
+                raise GoldmineError(f"unknown preset {name!r}; choose one of: "
+                                    f"{', '.join(cls.presets) or '(none)'}")
+            cfg = cfg.update(cls.presets[name], where=f"preset {name}")
+        return cfg
+
+    @classmethod
+    def load(cls, preset: str | None = None, yaml_path: str | Path | None = None,
+             overrides: dict[str, Any] | None = None):
+        """defaults -> preset -> YAML -> overrides. A YAML file may name its own `preset:`."""
+        data: dict[str, Any] = {}
+        if yaml_path is not None:
+            data = load_yaml(yaml_path)
+            preset = preset or data.pop("preset", None)
+            data.pop("preset", None)
+        cfg = cls.from_preset(preset)
+        if data:
+            cfg = cfg.update(data, where=str(yaml_path))
+        if overrides:
+            cfg = cfg.update(overrides, where="command line")
+        cfg.validate()
+        return cfg
+
+    def update(self, values: dict[str, Any], where: str = "config"):
+        """A copy with `values` applied; unknown keys and bad types raise GoldmineError."""
+        types_ = field_types(type(self))
+        changes = {}
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if key not in types_:
+                hint = difflib.get_close_matches(key, list(types_), n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise GoldmineError(f"{where}: unknown option {key!r}{extra}")
+            changes[key] = coerce(value, types_[key], f"{where}: {key}")
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Check `choices`; subclasses extend this with cross-field checks."""
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise GoldmineError(f"{f.name}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise GoldmineError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise GoldmineError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise GoldmineError(f"{p}: not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GoldmineError(f"{p}: expected a mapping of option: value, got {type(data).__name__}")
+    return data
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Model presets (dimensions of the GPT in goldmine/model.py). vocab_size comes from the tokenizer.
+# intermediate_size None means the Llama rule: 8/3 * n_embd rounded up to a multiple of 64.
+# ----------------------------------------------------------------------------------------------
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "test":      dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=32, block_size=64),
+    "tiny":      dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
+    "small":     dict(n_layer=6, n_head=6, n_embd=384, block_size=256),
+    "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, tie_embeddings=True),
+    "gpt2-350m": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024, tie_embeddings=True),
+    "llama-1b":  dict(n_layer=16, n_head=32, n_kv_head=8, n_embd=2048, intermediate_size=8192,
+                      block_size=2048, rope_theta=500000.0, tie_embeddings=True),
+    "llama-7b":  dict(n_layer=32, n_head=32, n_embd=4096, intermediate_size=11008,
+                      block_size=4096),
+}
+
+DEVICES = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
+
+
+# ----------------------------------------------------------------------------------------------
+# Command configs
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class SampleDataConfig(Config):
+    """goldmine data sample: write the synthetic online-shop corpus."""
+
+    out: str = opt("sample-data", "output directory")
+    seed: int = opt(0, "random seed; the same seed writes byte-identical files")
+    scale: float = opt(1.0, "multiplies every row count (1.0 is about 1.3 MB of text)")
+
+    presets: ClassVar = {"tiny": {"scale": 0.05}, "default": {}}
+    preset_help: ClassVar = {"tiny": "5% of the rows, for tests", "default": "the full sample"}
+
+    def validate(self):
+        super().validate()
+        if self.scale <= 0:
+            raise GoldmineError(f"scale: must be > 0, got {self.scale}")
+
+
+@dataclass
+class TokenizerConfig(Config):
+    """goldmine tokenizer train: byte-level BPE (or characters) trained on your text."""
+
+    inputs: list[str] = opt([], "text files or folders (.txt, .jsonl with a text field)",
+                            positional=True, metavar="INPUT")
+    out: str | None = opt(None, "output directory for tokenizer.json "
+                          "(default: the run directory under GOLDMINE_HOME)")
+    vocab_size: int = opt(8192, "vocabulary size, special tokens and the 256 byte symbols included "
+                          "(char mode: an upper bound; the result has one token per character seen)")
+    char: bool = opt(False, "character-level vocabulary (one token per character seen) instead of BPE")
+    byte_fallback: bool = opt(True, "char mode: encode unseen characters as UTF-8 byte tokens, "
+                              "so encode->decode stays lossless; off: they become <|unk|> "
+                              "(id 7; decoding is then lossy)")
+    min_frequency: int = opt(2, "BPE: a pair must occur this often to be merged")
+    text_field: str = opt("text", "field holding the text in .jsonl inputs")
+    max_bytes: int | None = opt(None, "train on at most this many bytes of input (None: all)")
+
+    presets: ClassVar = {
+        "bpe-8k": {"vocab_size": 8192},
+        "bpe-32k": {"vocab_size": 32000},
+        "bpe-4k": {"vocab_size": 4096},
+        "char": {"char": True},
+    }
+    preset_help: ClassVar = {
+        "bpe-8k": "byte-level BPE, 8,192 tokens (default)",
+        "bpe-32k": "byte-level BPE, 32,000 tokens (Llama-2 sized)",
+        "bpe-4k": "byte-level BPE, 4,096 tokens (small corpora)",
+        "char": "one token per character, bytes for the rest",
+    }
+
+    def validate(self):
+        super().validate()
+        if self.min_frequency < 1:
+            raise GoldmineError(f"min_frequency: must be >= 1, got {self.min_frequency}")
+
+
+@dataclass
+class TokenizeConfig(Config):
+    """goldmine data tokenize: stream a corpus through a tokenizer into train/val token shards."""
+
+    inputs: list[str] = opt([], "text files or folders (.txt, .jsonl with a text field)",
+                            positional=True, metavar="INPUT")
+    tokenizer: str | None = opt(None, "tokenizer.json, a directory holding one, or a tokenizer run id")
+    out: str | None = opt(None, "output directory (default: the run directory under GOLDMINE_HOME)")
+    val_fraction: float = opt(0.1, "share of the corpus that goes to the validation split")
+    split: str = opt("tail", "tail: the last val_fraction of the corpus in reading order "
+                     "(nanoGPT's convention); random: each document goes to val with "
+                     "probability val_fraction (seeded)", choices=["tail", "random"])
+    seed: int = opt(0, "seed for --split random")
+    text_field: str = opt("text", "field holding the text in .jsonl inputs")
+    eos: bool = opt(True, "append the end-of-sequence token after every document")
+    shard_tokens: int = opt(100_000_000, "start a new shard file after this many tokens")
+
+    presets: ClassVar = {"default": {}, "random-split": {"split": "random"}}
+    preset_help: ClassVar = {"default": "tail split, 10% validation",
+                             "random-split": "documents assigned to val at random"}
+
+    def validate(self):
+        super().validate()
+        if not 0.0 < self.val_fraction < 1.0:
+            raise GoldmineError(f"val_fraction: must be between 0 and 1, got {self.val_fraction}")
+        if self.shard_tokens < 1024:
+            raise GoldmineError(f"shard_tokens: must be >= 1024, got {self.shard_tokens}")
+
+
+@dataclass
+class PretrainConfig(Config):
+    """goldmine pretrain: train a Llama-style GPT from scratch on token shards or text."""
+
+    # data
+    data: str | None = opt(None, "token shards directory (from `goldmine data tokenize`), or a "
+                           ".txt/.jsonl file or folder to tokenize first")
+    tokenizer: str | None = opt(None, "tokenizer for raw-text --data (tokenizer.json, its "
+                                "directory or a run id); shards carry their own")
+    out: str | None = opt(None, "run directory (default: a new one under GOLDMINE_HOME)")
+    # model
+    model: str = opt("tiny", "model preset: " + ", ".join(MODEL_PRESETS), choices=list(MODEL_PRESETS))
+    n_layer: int | None = opt(None, "transformer blocks (default: from --model)")
+    n_head: int | None = opt(None, "attention heads (default: from --model)")
+    n_kv_head: int | None = opt(None, "key/value heads for grouped-query attention "
+                                "(default: from --model, else n_head)")
+    n_embd: int | None = opt(None, "model width (default: from --model)")
+    intermediate_size: int | None = opt(None, "SwiGLU hidden width (default: from --model, else "
+                                        "8/3 n_embd rounded up to 64)")
+    block_size: int | None = opt(None, "context length in tokens (default: from --model)")
+    rope_theta: float | None = opt(None, "rotary embedding base (default: from --model, else 10000)")
+    tie_embeddings: bool | None = opt(None, "share input embedding and output head weights (default: from --model)")
+    dropout: float = opt(0.0, "dropout on attention and residual paths (0 for pretraining)")
+    # optimisation
+    batch_size: int = opt(16, "sequences per micro-batch per process")
+    grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
+    max_steps: int = opt(1000, "optimizer steps; also the length of the LR schedule")
+    max_tokens: int | None = opt(None, "stop after this many training tokens (sets max_steps)")
+    max_time: str | None = opt(None, "stop after this wall time, e.g. 90s, 2m, 1.5h; saves a "
+                               "checkpoint first (the LR schedule still follows max_steps)")
+    learning_rate: float = opt(1e-3, "peak learning rate")
+    min_lr: float | None = opt(None, "final learning rate of the cosine decay (default: lr/10)")
+    warmup_steps: int = opt(100, "linear warmup steps")
+    weight_decay: float = opt(0.1, "AdamW weight decay (not applied to norms)")
+    beta1: float = opt(0.9, "AdamW beta1")
+    beta2: float = opt(0.95, "AdamW beta2")
+    grad_clip: float = opt(1.0, "clip the global gradient norm to this (0: off)")
+    # evaluation, checkpoints, logging
+    eval_every: int = opt(250, "evaluate on the validation split every N steps (0: only at the end)")
+    eval_batches: int = opt(20, "validation batches per evaluation")
+    ckpt_every: int = opt(500, "save a checkpoint every N steps (and always at the end)")
+    keep_last: int = opt(2, "keep this many recent checkpoints (the best one is kept apart)")
+    log_every: int = opt(10, "record the training loss every N steps")
+    seed: int = opt(1337, "random seed (weights, batches, dropout)")
+    # hardware
+    device: str = opt("auto", "device: " + DEVICES)
+    precision: str = opt("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16",
+                         choices=["auto", "fp32", "bf16"])
+    compile: bool = opt(False, "torch.compile the model (slow start, faster steps)")
+    resume: str | None = opt(None, "continue from a checkpoint: 'latest' (the newest unfinished "
+                             "pretrain run), a run id, a run directory or a checkpoint directory")
+
+    presets: ClassVar = {
+        "tiny": {},
+        "test": {"model": "test", "batch_size": 4, "max_steps": 20, "warmup_steps": 2,
+                 "eval_every": 10, "eval_batches": 2, "ckpt_every": 10, "log_every": 1},
+        "shakespeare-char": {"model": "tiny", "n_layer": 4, "n_head": 4, "n_embd": 128,
+                             "block_size": 64, "batch_size": 12, "max_steps": 2000,
+                             "learning_rate": 2e-3, "min_lr": 1e-4, "warmup_steps": 100,
+                             "beta2": 0.99, "weight_decay": 0.1, "eval_every": 500,
+                             "ckpt_every": 2000},
+        "small": {"model": "small", "batch_size": 16, "max_steps": 5000, "learning_rate": 1e-3,
+                  "warmup_steps": 200},
+        "gpt2-124m": {"model": "gpt2-124m", "batch_size": 16, "grad_accum": 32,
+                      "max_steps": 19000, "learning_rate": 6e-4, "min_lr": 6e-5,
+                      "warmup_steps": 700, "eval_every": 500, "ckpt_every": 1000},
+    }
+    preset_help: ClassVar = {
+        "tiny": "4 layers, 128 wide: a minute on a laptop CPU (default)",
+        "test": "2 layers, 32 wide, 20 steps: for tests",
+        "shakespeare-char": "nanoGPT's CPU budget: 4L/4H/128d, context 64, batch 12, 2000 steps",
+        "small": "6 layers, 384 wide, context 256",
+        "gpt2-124m": "GPT-2 small scale, 0.5M tokens per step: for GPUs",
+    }
+
+    def validate(self):
+        super().validate()
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_batches", "keep_last",
+                     "log_every"):
+            if getattr(self, name) < 1:
+                raise GoldmineError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "weight_decay", "grad_clip", "dropout"):
+            if getattr(self, name) < 0:
+                raise GoldmineError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise GoldmineError(f"dropout: must be in [0, 1), got {self.dropout}")
+        if self.max_time is not None:
+            parse_duration(self.max_time)
+
+
+@dataclass
+class GenerateConfig(Config):
+    """goldmine generate: sample text from a trained model."""
+
+    model: str | None = opt(None, "a run id, run directory or checkpoint directory")
+    prompt: str = opt("", "text to continue ('-' reads standard input)")
+    max_new_tokens: int = opt(200, "tokens to generate at most")
+    temperature: float = opt(0.8, "sampling temperature; 0 means greedy")
+    top_k: int | None = opt(50, "sample among the k most likely tokens (None: all)")
+    top_p: float | None = opt(0.95, "nucleus sampling: smallest set with this probability mass")
+    repetition_penalty: float = opt(1.0, "above 1 discourages tokens already in the text")
+    stop: list[str] = opt([], "stop when any of these strings is generated (repeatable)")
+    num_samples: int = opt(1, "independent samples to draw")
+    seed: int | None = opt(None, "random seed for reproducible sampling")
+    device: str = opt("auto", "device: " + DEVICES)
+    checkpoint: str = opt("best", "which checkpoint of a run: best, last or a step number")
+
+    presets: ClassVar = {
+        "balanced": {},
+        "greedy": {"temperature": 0.0, "top_k": None, "top_p": None},
+        "creative": {"temperature": 1.0, "top_k": None, "top_p": 0.95},
+        "precise": {"temperature": 0.3, "top_k": 20, "top_p": 0.9, "repetition_penalty": 1.1},
+    }
+    preset_help: ClassVar = {
+        "balanced": "temperature 0.8, top-k 50, top-p 0.95 (default)",
+        "greedy": "always the most likely token: deterministic",
+        "creative": "temperature 1.0, top-p 0.95",
+        "precise": "temperature 0.3 with a mild repetition penalty",
+    }
+
+    def validate(self):
+        super().validate()
+        if self.temperature < 0:
+            raise GoldmineError(f"temperature: must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise GoldmineError(f"top_k: must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise GoldmineError(f"top_p: must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise GoldmineError(f"repetition_penalty: must be > 0, got {self.repetition_penalty}")
+        if self.max_new_tokens < 1 or self.num_samples < 1:
+            raise GoldmineError("max_new_tokens and num_samples must be >= 1")
+
+
+@dataclass
+class QuickstartConfig(Config):
+    """goldmine quickstart: sample data -> tokenizer -> pretraining -> samples, end to end."""
+
+    out: str | None = opt(None, "working directory for the sample data "
+                          "(default: GOLDMINE_HOME/quickstart)")
+    seed: int = opt(0, "seed for the sample data and training")
+    scale: float = opt(1.0, "size of the sample corpus (1.0 is about 1.3 MB)")
+    vocab_size: int = opt(4096, "BPE vocabulary size")
+    max_steps: int = opt(600, "pretraining steps")
+    max_time: str = opt("2m", "pretraining wall-time limit")
+    model: str = opt("tiny", "model preset", choices=list(MODEL_PRESETS))
+    prompt: list[str] = opt(["The wool scarf", "Customer: Where is my order"],
+                            "prompts to sample from at the end")
+    device: str = opt("auto", "device: " + DEVICES)
+
+    presets: ClassVar = {
+        "default": {},
+        "smoke": {"scale": 0.05, "vocab_size": 512, "max_steps": 8, "model": "test",
+                  "max_time": "60s"},
+    }
+    preset_help: ClassVar = {"default": "about two minutes on a laptop CPU",
+                             "smoke": "seconds: a check that everything is wired"}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """'90' / '90s' / '2m' / '1.5h' -> seconds."""
+    s = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if s and s[-1] in units:
+            return float(s[:-1]) * units[s[-1]]
+        return float(s)
+    except ValueError:
+        raise GoldmineError(f"max_time: expected a duration like 90s, 2m or 1.5h, got {text!r}") from None

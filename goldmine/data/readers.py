@@ -1,0 +1,289 @@
+"""Streaming corpus readers: text files and folders in, pieces of text out.
+
+    collect_files(["corpus/", "extra.jsonl"])  ->  [Path, ...]       (validated, sorted)
+    iter_texts(files)                           ->  TextPiece, ...    (bounded memory)
+
+A `.txt` / `.md` file is one document, yielded in chunks of about `CHUNK_BYTES` cut at line
+boundaries. A `.jsonl` line is one document (its `text_field`). Text is passed on exactly as
+it is in the file (no stripping, no newline conversion), so a tokenizer trained on it and the
+shards written from it see the same bytes.
+
+Chunks are cut, where possible, after a newline that sits between two non-space characters
+("...end.\\nNext..."). Byte-level BPE pre-tokenization never joins such a newline to its
+neighbours, so encoding the chunks one by one gives exactly the tokens of the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from goldmine.errors import GoldmineError
+
+SUPPORTED = (".txt", ".md", ".jsonl")
+TEXT_SUFFIXES = (".txt", ".md")
+CHUNK_BYTES = 1 << 20  # ~1 MB pieces for .txt/.md
+_SAFE_CUT_TRIES = 4096  # newlines examined before settling for any line boundary
+
+
+@dataclass(slots=True)
+class TextPiece:
+    """A piece of a document. `nbytes` counts the raw input bytes it consumed (progress)."""
+
+    text: str
+    doc_end: bool  # True on the last piece of a document
+    path: Path
+    nbytes: int
+
+
+# ------------------------------------------------------------------------------------ files
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def collect_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files and folders -> the supported files, folders searched recursively and sorted.
+
+    Hidden files and folders inside a folder are skipped. Raises GoldmineError for a missing
+    path, an explicitly named file of an unsupported type, a folder with no supported files,
+    or an empty file.
+    """
+    inputs = list(inputs or [])
+    if not inputs:
+        raise GoldmineError("no inputs given: name text files or folders "
+                            f"({', '.join(SUPPORTED)})")
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for raw in inputs:
+        p = Path(raw)
+        if not p.exists():
+            raise GoldmineError(f"{p}: not found")
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*")
+                           if f.suffix.lower() in SUPPORTED and f.is_file() and not _hidden(f, p))
+            if not found:
+                raise GoldmineError(f"{p}: folder holds no {', '.join(SUPPORTED)} files")
+        else:
+            if p.suffix.lower() not in SUPPORTED:
+                raise GoldmineError(f"{p}: unsupported file type {p.suffix or '(no extension)'!r};"
+                                    f" supported: {', '.join(SUPPORTED)}")
+            found = [p]
+        for f in found:
+            if f.stat().st_size == 0:
+                raise GoldmineError(f"{f}: file is empty (0 bytes)")
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    return out
+
+
+def total_bytes(files: Iterable[Path]) -> int:
+    return sum(os.path.getsize(f) for f in files)
+
+
+# --------------------------------------------------------------------------- utf-8 helpers
+def _char_at(buf: bytes, i: int) -> str | None:
+    """The character whose UTF-8 encoding starts at byte i (None if invalid)."""
+    lead = buf[i]
+    n = 1 if lead < 0x80 else 2 if lead >> 5 == 6 else 3 if lead >> 4 == 14 else 4
+    try:
+        return buf[i:i + n].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _char_before(buf: bytes, j: int) -> str | None:
+    """The character that ends just before byte j (None if invalid)."""
+    i = j - 1
+    while i > 0 and j - i < 4 and buf[i] & 0xC0 == 0x80:
+        i -= 1
+    try:
+        return buf[i:j].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def is_safe_cut(buf: bytes, j: int) -> bool:
+    """True if buf[j] is a newline between two non-whitespace characters."""
+    if j < 1 or j + 1 >= len(buf) or buf[j] != 0x0A:
+        return False
+    before, after = _char_before(buf, j), _char_at(buf, j + 1)
+    return bool(before and after and not before.isspace() and not after.isspace())
+
+
+def last_cut(buf: bytes) -> int:
+    """Index just after the last newline of buf[:-1] where a cut keeps tokenization unchanged;
+    else just after the last newline; -1 if there is none."""
+    end, fallback = len(buf) - 1, -1
+    for _ in range(_SAFE_CUT_TRIES):
+        j = buf.rfind(b"\n", 0, end)
+        if j < 0:
+            break
+        if fallback < 0:
+            fallback = j + 1
+        if is_safe_cut(buf, j):
+            return j + 1
+        end = j
+    return fallback
+
+
+def first_cut(buf: bytes, start: int) -> int:
+    """Index just after the first newline at or after `start` where a cut keeps tokenization
+    unchanged; else after the first newline; else the character boundary at or before start."""
+    pos, fallback = start, -1
+    for _ in range(_SAFE_CUT_TRIES):
+        j = buf.find(b"\n", pos)
+        if j < 0 or j + 1 >= len(buf):
+            break
+        if fallback < 0:
+            fallback = j + 1
+        if is_safe_cut(buf, j):
+            return j + 1
+        pos = j + 1
+    if fallback >= 0:
+        return fallback
+    i = min(start, len(buf))
+    while 0 < i < len(buf) and buf[i] & 0xC0 == 0x80:
+        i -= 1
+    return i
+
+
+def _utf8_error(path: Path, data: bytes, err: UnicodeDecodeError, first_line: int) -> GoldmineError:
+    line = first_line + data.count(b"\n", 0, err.start)
+    column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+    return GoldmineError(f"{path} line {line}: not valid UTF-8 "
+                         f"(byte 0x{data[err.start]:02x} at column {column})")
+
+
+# ------------------------------------------------------------------------------------ readers
+def _text_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """(raw chunk, line number of its first line), chunks ending at line boundaries."""
+    line = 1
+    carry = b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            if not block:
+                if carry:
+                    yield carry, line
+                return
+            buf = carry + block if carry else block
+            if b"\n" not in block:  # one long line: keep reading until it ends
+                parts = [buf]
+                while True:
+                    block = f.read(chunk_bytes)
+                    if not block:
+                        break
+                    parts.append(block)
+                    if b"\n" in block:
+                        break
+                buf = b"".join(parts)
+                if not block:
+                    yield buf, line
+                    return
+            cut = last_cut(buf)
+            if cut <= 0:  # only a final newline: wait for more data
+                carry = buf
+                continue
+            piece, carry = buf[:cut], buf[cut:]
+            yield piece, line
+            line += piece.count(b"\n")
+
+
+def _iter_text_file(path: Path, chunk_bytes: int) -> Iterator[TextPiece]:
+    pending: TextPiece | None = None
+    for data, first_line in _text_chunks(path, chunk_bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _utf8_error(path, data, e, first_line) from None
+        if pending is not None:
+            yield pending
+        pending = TextPiece(text, False, path, len(data))
+    if pending is not None:
+        pending.doc_end = True
+        yield pending
+
+
+def _iter_jsonl(path: Path, text_field: str) -> Iterator[TextPiece]:
+    skipped = 0  # bytes of blank lines, credited to the next document
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                skipped += len(raw)
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _utf8_error(path, raw, e, lineno) from None
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise GoldmineError(f"{path} line {lineno}: not valid JSON "
+                                    f"({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise GoldmineError(f"{path} line {lineno}: expected a JSON object with a "
+                                    f"{text_field!r} field, got {type(obj).__name__}")
+            if text_field not in obj:
+                present = ", ".join(map(repr, obj)) or "none"
+                raise GoldmineError(f"{path} line {lineno}: no {text_field!r} field "
+                                    f"(fields present: {present}); choose one with --text-field")
+            text = obj[text_field]
+            if not isinstance(text, str):
+                raise GoldmineError(f"{path} line {lineno}: field {text_field!r} is "
+                                    f"{type(text).__name__}, expected a string")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise GoldmineError(f"{path} line {lineno}: field {text_field!r} holds an "
+                                    f"unpaired surrogate ({text[e.start]!r}), not valid Unicode") from None
+            yield TextPiece(text, True, path, len(raw) + skipped)
+            skipped = 0
+
+
+def _truncate(piece: TextPiece, budget: int) -> TextPiece | None:
+    """The part of `piece` within `budget` bytes (cut at a line or character boundary)."""
+    data = piece.text.encode("utf-8")
+    if len(data) <= budget:
+        return TextPiece(piece.text, True, piece.path, min(piece.nbytes, budget))
+    window = data[:budget + 1]
+    cut = window.rfind(b"\n", 0, budget) + 1
+    if cut <= 0:
+        cut = budget
+        while cut > 0 and data[cut] & 0xC0 == 0x80:
+            cut -= 1
+    if cut <= 0:
+        return None
+    return TextPiece(data[:cut].decode("utf-8"), True, piece.path, cut)
+
+
+def iter_texts(files: Iterable[str | Path], text_field: str = "text",
+               max_bytes: int | None = None,
+               chunk_bytes: int = CHUNK_BYTES) -> Iterator[TextPiece]:
+    """Stream the text of `files` (from `collect_files`) as TextPieces, in order.
+
+    Memory is bounded by `chunk_bytes` (or the longest line / jsonl document), not by the
+    corpus. `max_bytes` stops after that many input bytes; the piece that crosses the limit
+    is cut short and ends its document. Errors name the file and line.
+    """
+    used = 0
+    for f in files:
+        path = Path(f)
+        if path.suffix.lower() == ".jsonl":
+            pieces = _iter_jsonl(path, text_field)
+        else:
+            pieces = _iter_text_file(path, chunk_bytes)
+        for piece in pieces:
+            if max_bytes is not None and used + piece.nbytes > max_bytes:
+                cut = _truncate(piece, max_bytes - used)
+                if cut is not None:
+                    yield cut
+                return
+            used += piece.nbytes
+            yield piece
+        if max_bytes is not None and used >= max_bytes:
+            return

@@ -1,0 +1,385 @@
+"""Pretraining a GPT from scratch: setup -> fit -> validate, written out.
+
+One process: `goldmine pretrain ...`. Many processes: `torchrun --nproc-per-node N -m goldmine
+pretrain ...` (DDP; NCCL on GPUs, gloo on CPU). Every rank draws its own batches; gradients are
+averaged by DDP; rank 0 writes checkpoints, metrics and the plot.
+
+Batches are drawn from a generator seeded by (seed, rank, step, micro-step), so the data
+position is the step counter itself; with the weights, AdamW state and RNG state in the
+checkpoint, `--resume` continues exactly where a run stopped, bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from goldmine import cost
+from goldmine.checkpoint import (
+    list_steps,
+    load_optimizer,
+    load_rng,
+    load_weights,
+    read_json,
+    resolve_checkpoint,
+    save_checkpoint,
+    write_json,
+)
+from goldmine.config import PretrainConfig, field_default, parse_duration
+from goldmine.errors import GoldmineError
+from goldmine.model import GPT, GPTConfig
+from goldmine.progress import human_count, info, progress_bar
+from goldmine.registry import Registry, start_run
+from goldmine.runtime import (
+    autocast,
+    init_distributed,
+    resolve_device,
+    resolve_precision,
+    tune_cpu_allocator,
+)
+
+# what may change when resuming: how long to run and how often to report, not what is trained
+RESUME_OVERRIDABLE = {"max_steps", "max_tokens", "max_time", "eval_every", "eval_batches",
+                      "ckpt_every", "keep_last", "log_every", "device", "compile", "resume"}
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule and batches
+# ---------------------------------------------------------------------------------------------
+def learning_rate(step: int, cfg: PretrainConfig, total_steps: int) -> float:
+    """Linear warmup to the peak, then cosine decay to min_lr at total_steps."""
+    min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.learning_rate / 10
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - min_lr)
+
+
+def batch_generator(seed: int, *key: int) -> torch.Generator:
+    """A generator for one batch, seeded by (seed, *key): batches depend only on the step."""
+    digest = hashlib.blake2b(repr((seed, *key)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+
+
+def make_optimizer(model: GPT, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not norms or biases); fused kernel where available."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    kw = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    try:
+        return torch.optim.AdamW(groups, fused=device.type in ("cuda", "cpu"), **kw)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# resume
+# ---------------------------------------------------------------------------------------------
+def find_resume_checkpoint(ref: str) -> tuple[Path, str | None]:
+    """(checkpoint dir, run id) for --resume latest | RUN | RUN_DIR | CHECKPOINT_DIR."""
+    run_id = None
+    if ref == "latest":
+        runs = [r for r in Registry().list(limit=None, command="pretrain")
+                if r["status"] != "completed" and list_steps(Path(r["run_dir"]) / "checkpoints")]
+        if not runs:
+            raise GoldmineError("--resume latest: no unfinished pretrain run with a checkpoint "
+                                "(see `goldmine runs list`)")
+        ref, run_id = runs[0]["run_dir"], runs[0]["id"]
+    p = Path(ref)
+    if p.is_dir() and not (p / "checkpoints").is_dir() and not (p / "trainer.json").is_file():
+        raise GoldmineError(f"--resume {ref}: nothing to resume (no checkpoints in {p})")
+    ckpt = resolve_checkpoint(ref, "last")
+    if not (ckpt / "optimizer.safetensors").is_file():
+        raise GoldmineError(f"--resume {ckpt}: this checkpoint holds weights only "
+                            "(no optimizer state), so training cannot continue from it")
+    if run_id is None:
+        from goldmine.registry import run_id_for_path
+
+        run_id = run_id_for_path(ckpt)
+    return ckpt, run_id
+
+
+def resumed_config(ckpt: Path, explicit: dict[str, Any]) -> PretrainConfig:
+    state = read_json(ckpt / "trainer.json", "trainer.json")
+    saved = PretrainConfig().update(state["config"], where=str(ckpt / "trainer.json"))
+    changed = {k: v for k, v in explicit.items() if getattr(saved, k) != v}
+    fixed = sorted(set(changed) - RESUME_OVERRIDABLE)
+    if fixed:
+        raise GoldmineError(f"--resume continues the saved run; these options cannot change: "
+                            f"{', '.join(fixed)} (start a new run instead)")
+    return saved.update(changed)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+def pretrain(cfg: PretrainConfig | None = None, **overrides) -> dict[str, Any]:
+    """Train a GPT from scratch. Returns the run's final metrics and paths.
+
+    `goldmine.pretrain(data="corpus.txt", tokenizer="tok/", max_steps=200)` or with a
+    `PretrainConfig`; keyword arguments override its fields.
+    """
+    base = cfg or PretrainConfig()
+    explicit = {k: v for k, v in base.to_dict().items()
+                if v != field_default(PretrainConfig.__dataclass_fields__[k])}
+    explicit.update({k.replace("-", "_"): v for k, v in overrides.items()})
+    cfg = base.update(overrides)
+    cfg.validate()
+    resume_from, run_id = None, None
+    if cfg.resume:
+        resume_from, run_id = find_resume_checkpoint(cfg.resume)
+        cfg = resumed_config(resume_from, explicit)
+    if cfg.data is None:
+        raise GoldmineError("data: give --data (token shards from `goldmine data tokenize`, or "
+                            "a text file or folder with --tokenizer)")
+
+    dist = init_distributed()
+    if not dist.is_main:  # only rank 0 records the run; the others train beside it
+        return _train(cfg, dist, None, resume_from)
+    out = cfg.out
+    with start_run("pretrain", cfg.to_dict(), out=out, resume=run_id) as run:
+        return _train(cfg, dist, run, resume_from)
+
+
+def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str, Any]:
+    from goldmine.data.shards import TokenShards, ensure_shards
+
+    # ---- setup -------------------------------------------------------------------------------
+    device = resolve_device(cfg.device, dist.local_rank)
+    precision = resolve_precision(cfg.precision, device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    if dist.enabled:  # rank 0's run directory, for every rank
+        obj = [str(run.dir) if run else None]
+        torch.distributed.broadcast_object_list(obj, src=0)
+        run_dir = Path(obj[0])
+    else:
+        run_dir = run.dir
+    if dist.is_main:
+        shards_dir = ensure_shards(cfg.data, cfg.tokenizer, run_dir / "data")
+    dist.barrier()
+    if not dist.is_main:
+        shards_dir = ensure_shards(cfg.data, cfg.tokenizer, run_dir / "data")
+    shards = TokenShards(shards_dir)
+    tokenizer = shards.tokenizer()
+    tokenizer_path = Path(shards_dir) / "tokenizer.json"
+
+    try:
+        mcfg = GPTConfig.from_preset(cfg.model, vocab_size=tokenizer.vocab_size,
+                                     n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                     n_kv_head=cfg.n_kv_head, n_embd=cfg.n_embd,
+                                     intermediate_size=cfg.intermediate_size,
+                                     block_size=cfg.block_size, rope_theta=cfg.rope_theta,
+                                     tie_embeddings=cfg.tie_embeddings, dropout=cfg.dropout)
+    except ValueError as e:
+        raise GoldmineError(f"model: {e}") from None
+    T, B = mcfg.block_size, cfg.batch_size
+    for split in ("train", "val"):  # fails early, naming the split, if it is shorter than T + 1
+        shards.get_batch(split, 1, T, batch_generator(cfg.seed, -1))
+
+    torch.manual_seed(cfg.seed)
+    model = GPT(mcfg)
+    model.reset_parameters(seed=cfg.seed)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    world_tokens = B * T * cfg.grad_accum * dist.world_size  # tokens per optimizer step
+    total_steps = cfg.max_steps
+    if cfg.max_tokens:
+        total_steps = max(1, math.ceil(cfg.max_tokens / world_tokens))
+    max_time = parse_duration(cfg.max_time) if cfg.max_time else None
+
+    step, best_val, elapsed_before = 0, float("inf"), 0.0
+    if resume_from is not None:
+        state = read_json(resume_from / "trainer.json", "trainer.json")
+        load_weights(model, resume_from / "model.safetensors")
+        load_optimizer(optimizer, resume_from, state["optimizer"])
+        step, best_val = state["step"], state.get("best_val_loss") or float("inf")
+        elapsed_before = state.get("elapsed_s", 0.0)
+        if dist.is_main:
+            info(f"resuming {run.id} from {resume_from} (step {step:,})")
+
+    train_model = model
+    if dist.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    flops_tok = cost.flops_per_token(mcfg, T)
+    peak = cost.peak_flops(device, "bf16" if precision == "bf16" else "fp32")
+    metrics_path = run_dir / "metrics.jsonl"
+    if dist.is_main:
+        _truncate_log(metrics_path, step)
+        write_json(run_dir / "config.json", {"pretrain": cfg.to_dict(), "model": mcfg.to_dict()})
+        run.add_parent_from_path(shards_dir)
+        run.add_parent_from_path(cfg.tokenizer)
+        run.log_metrics({"params": model.num_params(), "flops_per_token": flops_tok,
+                         "tokens_per_step": world_tokens, "device": str(device),
+                         "precision": precision, "world_size": dist.world_size})
+        info(f"model: {human_count(model.num_params())} parameters "
+             f"({mcfg.n_layer}L/{mcfg.n_head}H/{mcfg.n_embd}d, context {T}, vocab "
+             f"{mcfg.vocab_size}) on {device} ({precision}); {world_tokens:,} tokens per step")
+
+    def evaluate() -> float:
+        model.eval()
+        losses = torch.zeros(cfg.eval_batches, device=device)
+        with torch.no_grad(), autocast(device, precision):
+            for i in range(cfg.eval_batches):
+                x, y = shards.get_batch("val", B, T, batch_generator(cfg.seed, -2, dist.rank, i))
+                losses[i] = model(x.to(device), targets=y.to(device))
+        model.train()
+        loss = losses.mean()
+        if dist.enabled:
+            torch.distributed.all_reduce(loss)
+            loss /= dist.world_size
+        return loss.item()
+
+    def checkpoint(step_: int, val: float | None) -> None:
+        nonlocal best_val
+        if not dist.is_main:
+            return
+        ckdir = run_dir / "checkpoints"
+        state = {"step": step_, "tokens": step_ * world_tokens, "val_loss": val,
+                 "best_val_loss": min(best_val, val) if val is not None else best_val,
+                 "elapsed_s": elapsed_before + time.perf_counter() - t_start,
+                 "config": cfg.to_dict(), "model": mcfg.to_dict()}
+        if state["best_val_loss"] == float("inf"):
+            state["best_val_loss"] = None
+        path = save_checkpoint(ckdir / f"step-{step_:06d}", model, tokenizer_path, state, optimizer)
+        if val is not None and val < best_val:
+            best_val = val
+            save_checkpoint(ckdir / "best", model, tokenizer_path, state)  # weights only
+        for old in list_steps(ckdir)[:-cfg.keep_last]:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+        run.add_artifact("checkpoint", path)
+
+    def log(row: dict) -> None:
+        if dist.is_main:
+            with open(metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    # ---- fit ---------------------------------------------------------------------------------
+    if resume_from is not None:
+        load_rng(resume_from)  # last, so that nothing in the setup draws from the restored state
+    model.train()
+    t_start = time.perf_counter()
+    t_log, tokens_since_log, steps_since_log = time.perf_counter(), 0, 0
+    loss_acc = torch.zeros((), device=device)
+    last_val, stop_reason, tokens_per_s, mfu = None, "max_steps", 0.0, None
+    bar = progress_bar() if dist.is_main else None
+    with bar or nullcontext():
+        task = bar.add_task("pretrain", total=total_steps, completed=step, stats="") if bar else None
+        while step < total_steps:
+            lr = learning_rate(step, cfg, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            for micro in range(cfg.grad_accum):
+                x, y = shards.get_batch("train", B, T, batch_generator(cfg.seed, dist.rank, step, micro))
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                sync = micro == cfg.grad_accum - 1 or not dist.enabled
+                with (nullcontext() if sync else train_model.no_sync()), autocast(device, precision):
+                    loss = train_model(x, targets=y) / cfg.grad_accum
+                loss.backward()
+                loss_acc += loss.detach()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_since_log += world_tokens
+            steps_since_log += 1
+
+            if step % cfg.log_every == 0 or step == total_steps:
+                train_loss = loss_acc.item() / steps_since_log  # mean over the steps since the last log
+                loss_acc.zero_()
+                now = time.perf_counter()
+                tokens_per_s = tokens_since_log / (now - t_log)
+                mfu = cost.mfu(tokens_per_s, flops_tok, peak * dist.world_size if peak else None)
+                t_log, tokens_since_log, steps_since_log = now, 0, 0
+                if not math.isfinite(train_loss):
+                    raise GoldmineError(f"training diverged at step {step} (loss {train_loss}); "
+                                        "lower --learning-rate or raise --warmup-steps")
+                log({"step": step, "loss": train_loss, "lr": lr, "tokens": step * world_tokens,
+                     "tokens_per_s": tokens_per_s, "mfu": mfu})
+                if bar:
+                    stats = f"loss {train_loss:.3f}"
+                    if last_val is not None:
+                        stats += f" · val {last_val:.3f}"
+                    stats += f" · {human_count(tokens_per_s)} tok/s"
+                    if mfu is not None:
+                        stats += f" · MFU {100 * mfu:.0f}%"
+                    bar.update(task, completed=step, stats=stats)
+            elif bar:
+                bar.update(task, completed=step)
+
+            out_of_time = max_time is not None and time.perf_counter() - t_start >= max_time
+            if dist.enabled:  # every rank must stop at the same step
+                flag = torch.tensor(float(out_of_time), device=device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                out_of_time = bool(flag.item())
+            final = step == total_steps or out_of_time
+            evaluated = False
+            if (cfg.eval_every and step % cfg.eval_every == 0) or final:
+                last_val, evaluated = evaluate(), True
+                log({"step": step, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
+            if step % cfg.ckpt_every == 0 or final:
+                checkpoint(step, last_val if evaluated else None)
+            if out_of_time and step < total_steps:
+                stop_reason = "max_time"
+                break
+
+    # ---- validate and record -----------------------------------------------------------------
+    in_sync = True
+    if dist.enabled:
+        digest = hashlib.sha256()
+        for p in model.parameters():
+            digest.update(p.detach().cpu().numpy().tobytes())
+        digests = [None] * dist.world_size
+        torch.distributed.all_gather_object(digests, digest.hexdigest())
+        in_sync = len(set(digests)) == 1
+        if not in_sync:
+            raise GoldmineError(f"DDP ranks diverged: parameter digests {digests}")
+    if not dist.is_main:
+        return {"rank": dist.rank, "step": step}
+
+    elapsed = elapsed_before + time.perf_counter() - t_start
+    from goldmine.eval.plots import loss_curve
+
+    plot = loss_curve(metrics_path, run_dir / "loss.png", title=f"pretrain {run.id}")
+    result = {
+        "run_id": run.id, "run_dir": str(run_dir), "step": step, "max_steps": total_steps,
+        "stop_reason": stop_reason, "tokens": step * world_tokens, "val_loss": last_val,
+        "val_ppl": math.exp(min(last_val, 50)) if last_val is not None else None,
+        "best_val_loss": best_val if best_val < float("inf") else None,
+        "tokens_per_s": tokens_per_s, "mfu": mfu, "elapsed_s": elapsed,
+        "params": model.num_params(), "world_size": dist.world_size, "ranks_in_sync": in_sync,
+        "checkpoint": str(list_steps(run_dir / "checkpoints")[-1]), "plot": str(plot),
+    }
+    run.log_metrics({k: v for k, v in result.items() if k not in ("run_id", "run_dir")})
+    run.add_artifact("plot", plot)
+    run.add_artifact("metrics", metrics_path)
+    if (run_dir / "checkpoints" / "best").is_dir():
+        run.add_artifact("best", run_dir / "checkpoints" / "best")
+    return result
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log rows written after the checkpoint we continue from."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")

@@ -1,0 +1,39 @@
+import os
+
+# Nothing downloads at test time; runs go to a per-test home (see the `home` fixture).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """Every test gets its own GOLDMINE_HOME (registry database and run directories)."""
+    h = tmp_path / "goldmine-home"
+    monkeypatch.setenv("GOLDMINE_HOME", str(h))
+    return h
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """Sample corpus, a 512-token BPE tokenizer and token shards, built once per session.
+
+    Built through the public API, under a session-wide GOLDMINE_HOME of its own.
+    """
+    from goldmine.config import TokenizeConfig, TokenizerConfig
+    from goldmine.data.sample import generate_sample_data
+    from goldmine.data.shards import tokenize_corpus
+    from goldmine.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("workspace")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GOLDMINE_HOME", str(root / "home"))
+        sample = generate_sample_data(root / "sample", seed=0, scale=0.1)
+        corpus = sample["files"]["corpus.txt"]["path"]
+        tok = train_tokenizer(TokenizerConfig(inputs=[corpus], vocab_size=512, out=str(root / "tok")))
+        shards = tokenize_corpus(TokenizeConfig(inputs=[corpus], tokenizer=tok["tokenizer"],
+                                                out=str(root / "shards")))
+    return {"root": root, "corpus": corpus, "tokenizer": tok["tokenizer"],
+            "shards": shards["out"], "sample": sample}
