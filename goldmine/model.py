@@ -160,10 +160,10 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         H, K, D = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.wqkv(x).view(B, T, H + 2 * K, D)               # (B, T, H + 2K, D)
-        qk = apply_rope(qkv[:, :, :H + K], rot)                   # (B, T, H + K, D) rotated
-        q = qk[:, :, :H].transpose(1, 2)                          # (B, H, T, D)
-        k = qk[:, :, H:].transpose(1, 2)                          # (B, K, T, D)
-        v = qkv[:, :, H + K:].transpose(1, 2)                     # (B, K, T, D)
+        # split (not slicing): its backward is one concatenation, not zero-filled buffers
+        qk, v = qkv.split([H + K, K], dim=2)
+        q, k = apply_rope(qk, rot).split([H, K], dim=2)           # q and k rotated together
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|K, T, D)
 
         past = 0
         if cache is not None:
@@ -192,16 +192,17 @@ class SwiGLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gate_up):                                    # (..., 2I) -> (..., I)
         gate, up = gate_up.chunk(2, dim=-1)
-        ctx.save_for_backward(gate_up)
-        return F.silu(gate).mul_(up)
+        act = F.silu(gate)
+        ctx.save_for_backward(gate_up, act)
+        return act * up
 
     @staticmethod
     def backward(ctx, dy):                                        # dy: (..., I)
-        (gate_up,) = ctx.saved_tensors
+        gate_up, act = ctx.saved_tensors
         gate, up = gate_up.chunk(2, dim=-1)
         grad = torch.empty_like(gate_up)
         dgate, dup = grad.chunk(2, dim=-1)
-        torch.mul(dy, F.silu(gate), out=dup)
+        torch.mul(dy, act, out=dup)
         torch.ops.aten.silu_backward.grad_input(dy * up, gate, grad_input=dgate)
         return grad
 
@@ -226,7 +227,8 @@ class Block(nn.Module):
         self.attn = Attention(cfg, layer)
         self.mlp_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.mlp = MLP(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
+        # no dropout module at all when p = 0: even a no-op dropout costs a kernel per call
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def forward(self, x, rot, cache=None):
         x = x + self.dropout(self.attn(self.attn_norm(x), rot, cache))

@@ -291,7 +291,9 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 sync = micro == cfg.grad_accum - 1 or not dist.enabled
                 with (nullcontext() if sync else train_model.no_sync()), autocast(device, precision):
-                    loss = train_model(x, targets=y) / cfg.grad_accum
+                    loss = train_model(x, targets=y)
+                    if cfg.grad_accum > 1:
+                        loss = loss / cfg.grad_accum
                 loss.backward()
                 loss_acc += loss.detach()
             if cfg.grad_clip > 0:
