@@ -1,2 +1,45 @@
-"""goldmine: from raw data to a served large model, and whether it pays."""
+"""goldmine: from raw data to a served large model, and whether it pays.
+
+The Python API mirrors the command line; each function takes the command's config dataclass
+and/or keyword overrides and returns the same dict the command prints with --json:
+
+    goldmine.sample_data(out, seed, scale)      goldmine data sample
+    goldmine.train_tokenizer(cfg)               goldmine tokenizer train
+    goldmine.tokenize_corpus(cfg)               goldmine data tokenize
+    goldmine.pretrain(cfg, **overrides)         goldmine pretrain
+    goldmine.generate_text(cfg, **overrides)    goldmine generate
+    goldmine.quickstart(cfg, **overrides)       goldmine quickstart
+    goldmine.load(ref) -> (model, tokenizer, checkpoint dir)
+    goldmine.generate(model, tokenizer, prompt, **sampling) -> str
+    goldmine.Registry()                         goldmine runs ...
+
+Imports are lazy, so `import goldmine` stays fast.
+"""
+
 __version__ = "0.1.0"
+
+_API = {
+    "sample_data": ("goldmine.data.sample", "generate_sample_data"),
+    "train_tokenizer": ("goldmine.tokenizer", "train_tokenizer"),
+    "Tokenizer": ("goldmine.tokenizer", "Tokenizer"),
+    "tokenize_corpus": ("goldmine.data.shards", "tokenize_corpus"),
+    "TokenShards": ("goldmine.data.shards", "TokenShards"),
+    "pretrain": ("goldmine.train.pretrain", "pretrain"),
+    "generate_text": ("goldmine.generate", "generate_text"),
+    "generate": ("goldmine.generate", "generate"),
+    "quickstart": ("goldmine.quickstart", "quickstart"),
+    "load": ("goldmine.checkpoint", "load_model"),
+    "GPT": ("goldmine.model", "GPT"),
+    "GPTConfig": ("goldmine.model", "GPTConfig"),
+    "Registry": ("goldmine.registry", "Registry"),
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        module, attr = _API[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'goldmine' has no attribute {name!r}")

@@ -122,20 +122,28 @@ def _console():
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
+def _titled(title: str, table):
+    """A bold title line above a table (rich would wrap a title to the table's width)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(Text(title, style="bold"), table)
+
+
 def _kv_table(title: str, rows: list[tuple[str, Any]]):
     from rich.table import Table
 
-    t = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows:
         t.add_row(k, _fmt(v))
-    return t
+    return _titled(title, t)
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     if isinstance(v, (dict, list)):
@@ -155,13 +163,13 @@ def cmd_sample(args):
     def render(r):
         from rich.table import Table
 
-        t = Table(title=f"sample data in {r['out_dir']} (seed {r['seed']}, scale {r['scale']})",
-                  title_justify="left")
+        t = Table()
         for col in ("file", "rows", "bytes"):
             t.add_column(col, justify="left" if col == "file" else "right")
         for name, f in r["files"].items():
             t.add_row(name, f"{f['rows']:,}", f"{f['bytes']:,}")
-        _console().print(t)
+        _console().print(_titled(f"sample data in {r['out_dir']} (seed {r['seed']}, "
+                                 f"scale {r['scale']})", t))
 
     emit(res, args.json, render)
 
@@ -192,8 +200,9 @@ def cmd_pretrain(args):
     from goldmine.train.pretrain import pretrain
 
     flags = explicit_flags(args, PretrainConfig)
+    PretrainConfig.load(getattr(args, "preset", None), args.config, flags)  # checks the flags
     base = PretrainConfig.load(getattr(args, "preset", None), args.config)
-    res = pretrain(base, **flags)
+    res = pretrain(base, **flags)  # flags stay explicit: they are what --resume may change
     if res.get("rank", 0) != 0:
         return
 
@@ -261,7 +270,7 @@ def cmd_runs_list(args):
         return
     from rich.table import Table
 
-    t = Table(title="runs (newest first)", title_justify="left")
+    t = Table()
     for col in ("id", "command", "status", "started", "time", "result"):
         t.add_column(col)
     for r in runs:
@@ -269,7 +278,8 @@ def cmd_runs_list(args):
         t.add_row(r["id"], r["command"], _status(r["status"]),
                   time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started"])),
                   f"{dur:,.0f} s", _headline(r))
-    _console().print(t if runs else "no runs yet (try `goldmine quickstart`)")
+    _console().print(_titled("runs (newest first)", t) if runs
+                     else "no runs yet (try `goldmine quickstart`)")
 
 
 def _status(s: str) -> str:
@@ -323,7 +333,7 @@ def cmd_runs_compare(args):
         return
     from rich.table import Table
 
-    t = Table(title="comparison", title_justify="left")
+    t = Table()
     t.add_column("")
     for r in runs:
         t.add_column(r["id"])
@@ -333,7 +343,7 @@ def cmd_runs_compare(args):
         t.add_row(f"config: {k}", *[_fmt(r["config"].get(k)) for r in runs])
     for k in keys_m:
         t.add_row(k, *[_fmt(r["metrics"].get(k)) if k in r["metrics"] else "-" for r in runs])
-    _console().print(t)
+    _console().print(_titled("comparison", t))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.func is cmd_runs_compare and len(args.runs) < 2:
         parser.error("runs compare: give at least two runs")
+    from rich.markup import escape
+
     from goldmine.progress import console
 
     try:
@@ -422,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     except GoldmineError as e:
         if debug:
             raise
-        console.print(f"[bold red]error:[/bold red] {e}", markup=True, highlight=False)
+        console.print(f"[bold red]error:[/bold red] {escape(str(e))}", soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
@@ -430,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # an unexpected failure: one line, the traceback with --debug
         if debug:
             raise
-        console.print(f"[bold red]error:[/bold red] {type(e).__name__}: {e} "
-                      "(run again with --debug for the traceback)")
+        console.print(f"[bold red]error:[/bold red] {type(e).__name__}: {escape(str(e))} "
+                      "(run again with --debug for the traceback)", soft_wrap=True)
         return 1
     return 0
 

@@ -9,6 +9,7 @@ from the shards.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,12 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
 
     cfg = (cfg or QuickstartConfig()).update(overrides)
     cfg.validate()
+    # with --out, every step writes inside it (out/tokenizer, out/shards, out/model) and a
+    # re-run replaces the previous quickstart's files there; without, runs get their own dirs
     work = Path(cfg.out) if cfg.out else home() / "quickstart"
+    sub = {name: str(work / name) if cfg.out else None for name in ("tokenizer", "shards", "model")}
+    if cfg.out and (work / "model").exists():
+        shutil.rmtree(work / "model")
     total = 5
     with start_run("quickstart", cfg.to_dict()) as run:
         _step(1, total, "sample data: an imaginary online shop (products, reviews, support chats, FAQ)")
@@ -47,18 +53,20 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
                       f"{sample['languages'].get('zh', 0):,} Chinese documents)")
 
         _step(2, total, f"tokenizer: byte-level BPE, {cfg.vocab_size:,} tokens")
-        tok = train_tokenizer(TokenizerConfig(inputs=[corpus], vocab_size=cfg.vocab_size))
+        tok = train_tokenizer(TokenizerConfig(inputs=[corpus], vocab_size=cfg.vocab_size,
+                                              out=sub["tokenizer"]))
         console.print(f"{tok['tokenizer']} ({tok['bytes_per_token']:.2f} bytes per token)")
 
         _step(3, total, "token shards: train/val split, memory-mapped")
-        shards = tokenize_corpus(TokenizeConfig(inputs=[corpus], tokenizer=tok["tokenizer"]))
+        shards = tokenize_corpus(TokenizeConfig(inputs=[corpus], tokenizer=tok["tokenizer"],
+                                                out=sub["shards"]))
         console.print(f"{shards['out']}: {shards['train_tokens']:,} train + "
                       f"{shards['val_tokens']:,} val tokens")
 
         _step(4, total, f"pretraining a {cfg.model} GPT on {'the GPU' if cfg.device.startswith('cuda') else 'this machine'} "
                         f"(at most {cfg.max_steps} steps or {cfg.max_time})")
         pcfg = PretrainConfig.from_preset("tiny").update(
-            {"data": shards["out"], "model": cfg.model, "max_steps": cfg.max_steps,
+            {"data": shards["out"], "out": sub["model"], "model": cfg.model, "max_steps": cfg.max_steps,
              "max_time": cfg.max_time, "seed": cfg.seed, "device": cfg.device,
              "warmup_steps": max(1, min(50, cfg.max_steps // 10)),
              "eval_every": max(1, cfg.max_steps // 4), "ckpt_every": cfg.max_steps})

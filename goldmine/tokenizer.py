@@ -335,7 +335,8 @@ def train_tokenizer(cfg) -> dict[str, Any]:
                 bpe = build_bpe(texts(), cfg.vocab_size, cfg.min_frequency)
                 _check_not_empty(stats, files)
                 tok = bpe
-            bar.update(task, completed=size, description="done")
+            bar.update(task, completed=size,
+                       description="counted characters" if cfg.char else "trained BPE")
         path = tok.save(run.dir)
         seconds = round(time.time() - t0, 3)
         bpt = bytes_per_token(tok, files, cfg.text_field, SAMPLE_BYTES)

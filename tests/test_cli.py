@@ -1,0 +1,122 @@
+"""The `goldmine` command as a user runs it: JSON results, clear one-line errors, exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from goldmine.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_sample_tokenizer_tokenize_pretrain_generate_chain_with_json(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "data", "sample", "--out", str(tmp_path / "s"), "--preset",
+                           "tiny", "--json")
+    assert code == 0
+    corpus = json.loads(out)["files"]["corpus.txt"]["path"]
+    code, out, _ = run_cli(capsys, "tokenizer", "train", corpus, "--vocab-size", "400", "--json")
+    tok = json.loads(out)
+    assert code == 0 and tok["vocab_size"] == 400 and tok["kind"] == "bpe"
+    code, out, _ = run_cli(capsys, "data", "tokenize", corpus, "--tokenizer", tok["run_id"], "--json")
+    shards = json.loads(out)
+    assert code == 0 and shards["train_tokens"] > shards["val_tokens"] > 0
+    code, out, err = run_cli(capsys, "pretrain", "--data", shards["out"], "--preset", "test",
+                             "--max-steps", "6", "--json")
+    res = json.loads(out)
+    assert code == 0 and res["step"] == 6 and "pretrain" in err   # progress went to stderr
+    code, out, _ = run_cli(capsys, "generate", "--model", res["run_id"], "--prompt", "The",
+                           "--max-new-tokens", "8", "--preset", "greedy", "--json")
+    gen = json.loads(out)
+    assert code == 0 and len(gen["samples"]) == 1 and gen["new_tokens"] <= 8
+    # streamed (non-JSON) output prints the prompt and the same greedy continuation
+    code, out, _ = run_cli(capsys, "generate", "--model", res["run_id"], "--prompt", "The",
+                           "--max-new-tokens", "8", "--preset", "greedy")
+    assert code == 0 and out == "The" + gen["samples"][0] + "\n"
+    code, out, _ = run_cli(capsys, "runs", "list", "--json")
+    commands = [r["command"] for r in json.loads(out)["runs"]]
+    assert commands == ["generate", "generate", "pretrain", "data tokenize", "tokenizer train"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "latin1.txt").write_bytes("hello\nwor\xb0ld\n".encode("latin-1"))
+    (tmp_path / "ok.txt").write_text("hello world\n" * 3)
+    (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"text": 1}\n')
+    (tmp_path / "model.pt").write_bytes(b"\x80\x02pickle")
+    ck = tmp_path / "corrupt"
+    ck.mkdir()
+    (ck / "config.json").write_text('{"format": "goldmine-gpt/1", "model": {}}')
+    (ck / "model.safetensors").write_bytes(b"garbage" * 10)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "llama"}')
+    (hf / "model.safetensors").write_bytes(b"x")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tokenizer", "train", "{d}/missing.txt"], "missing.txt: not found"),
+    (["tokenizer", "train", "{d}/empty.txt"], "empty.txt: file is empty"),
+    (["tokenizer", "train", "{d}/latin1.txt"], "latin1.txt line 2: not valid UTF-8 (byte 0xb0 at column 4)"),
+    (["tokenizer", "train", "{d}/bad.jsonl"], "bad.jsonl line 2: field 'text' is int, expected a string"),
+    (["tokenizer", "train", "{d}/ok.txt", "--vocab-size", "100"], "vocab_size 100 is too small"),
+    (["generate", "--model", "{d}/model.pt"], "model.pt: a pickle file; goldmine loads only safetensors"),
+    (["generate", "--model", "{d}/corrupt"], "corrupt/model.safetensors: corrupt or not a safetensors file"),
+    (["generate", "--model", "{d}/hf"], "hf/config.json: not a goldmine checkpoint"),
+    (["generate", "--model", "no-such-run"], "no-such-run: no such checkpoint directory or run id"),
+    (["generate"], "model: give --model"),
+    (["pretrain"], "data: give --data"),
+    (["pretrain", "--resume", "latest"], "--resume latest: no unfinished pretrain run"),
+    (["pretrain", "--resume", "{d}/hf"], "nothing to resume"),
+    (["pretrain", "--data", "{d}/ok.txt"], "ok.txt: raw text needs a tokenizer"),
+    (["pretrain", "--data", "{d}/ok.txt", "--batch-size", "x"], "command line: batch_size: expected int, got 'x'"),
+    (["pretrain", "--config", "{d}/nope.yaml"], "nope.yaml: config file not found"),
+])
+def test_bad_input_gives_one_line_error_and_nonzero_exit(capsys, files, args, message):
+    code, out, err = run_cli(capsys, *[a.format(d=files) for a in args])
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and err.count("error:") == 1
+
+
+def test_block_size_longer_than_data(capsys, files):
+    code, _, err = run_cli(capsys, "tokenizer", "train", str(files / "ok.txt"), "--vocab-size",
+                           "300", "--out", str(files / "tok"))
+    assert code == 0
+    code, _, err = run_cli(capsys, "pretrain", "--data", str(files / "ok.txt"), "--tokenizer",
+                           str(files / "tok"), "--block-size", "64")
+    assert code == 2 and "block_size + 1 = 65; use a smaller --block-size or more data" in err
+
+
+def test_debug_shows_the_traceback(files):
+    env = {**os.environ}
+    p = subprocess.run([sys.executable, "-m", "goldmine", "generate", "--model",
+                        str(files / "model.pt"), "--debug"], capture_output=True, text=True, env=env)
+    assert p.returncode != 0 and "Traceback" in p.stderr and "GoldmineError" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "goldmine", "generate", "--model",
+                        str(files / "model.pt")], capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_quickstart_smoke_preset(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "quickstart", "--preset", "smoke", "--out", str(tmp_path / "qs"),
+                             "--json")
+    assert code == 0
+    res = json.loads(out)
+    assert Path(res["plot"]).is_file() and Path(res["checkpoint"]).is_dir()
+    assert set(res["samples"]) == {"The wool scarf", "Customer: Where is my order"}
+    assert "5/5" in err and "try next" in err
+    code, out, _ = run_cli(capsys, "runs", "show", res["pretrain_run"], "--json")
+    shown = json.loads(out)
+    assert len(shown["parents"]) == 1                            # the shards run
+    code, out, _ = run_cli(capsys, "runs", "show", shown["parents"][0], "--json")
+    assert json.loads(out)["command"] == "data tokenize"
