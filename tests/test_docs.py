@@ -14,9 +14,8 @@ BLOCK = re.compile(r"```(sh|python)\n(.*?)```", re.S)
 SKIP_README = ("make demo", "make test", "bench/")  # set-up and benchmarks run elsewhere
 
 
-def blocks(page: Path):
-    for lang, body in BLOCK.findall(page.read_text(encoding="utf-8")):
-        yield lang, body
+def blocks(page: Path) -> list[tuple[str, str]]:
+    return BLOCK.findall(page.read_text(encoding="utf-8"))
 
 
 @pytest.mark.slow
