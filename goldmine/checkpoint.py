@@ -15,18 +15,17 @@ so a crash leaves either the old state or the new one, never half a checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from goldmine.errors import GoldmineError
+from goldmine.files import read_json, write_json
 
 FORMAT = "goldmine-gpt/1"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -35,16 +34,6 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 # ---------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a temp file in the same directory, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if getattr(model.config, "tie_embeddings", False):
@@ -110,15 +99,6 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
         raise GoldmineError(f"{path}: corrupt or not a safetensors file ({e})") from None
-
-
-def read_json(path: Path, what: str = "file") -> Any:
-    if not path.is_file():
-        raise GoldmineError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise GoldmineError(f"{path}: not valid JSON ({e})") from None
 
 
 def is_checkpoint(path: Path) -> bool:

@@ -181,7 +181,7 @@ def generate_text(cfg: GenerateConfig | None = None, **overrides) -> dict[str, A
                   "tokens_per_s": n_tokens / seconds if seconds > 0 else None}
         run.log_metrics({"new_tokens": n_tokens, "seconds": seconds,
                          "tokens_per_s": result["tokens_per_s"]})
-        from goldmine.checkpoint import write_json
+        from goldmine.files import write_json
 
         write_json(run.dir / "samples.json", result)
         run.add_artifact("samples", run.dir / "samples.json")

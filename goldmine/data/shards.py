@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from goldmine.data.readers import (
     total_bytes,
 )
 from goldmine.errors import GoldmineError
+from goldmine.files import write_json
 from goldmine.tokenizer import FILE_NAME as TOKENIZER_FILE
 from goldmine.tokenizer import Tokenizer
 
@@ -55,20 +55,6 @@ def _dtype_name(dt: np.dtype) -> str:
 def is_shards_dir(path: str | Path) -> bool:
     p = Path(path)
     return p.is_dir() and (p / META).is_file()
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -234,7 +220,7 @@ def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path,
         "eos": eos,
         "seconds": round(seconds, 3),
     }
-    _write_json_atomic(out / META, meta)
+    write_json(out / META, meta)
     if progress:
         from goldmine.progress import info
 
