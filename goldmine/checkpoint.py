@@ -53,12 +53,16 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
 
 
 def save_checkpoint(path: str | Path, model, tokenizer_path: str | Path, trainer_state: dict,
-                    optimizer: torch.optim.Optimizer | None = None) -> Path:
+                    optimizer: torch.optim.Optimizer | None = None,
+                    data: dict | None = None) -> Path:
+    """`data`: how the training text was framed, e.g. {"bos": True, "eos": True}, so that
+    generation frames prompts the same way."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        write_json(tmp / "config.json", {"format": FORMAT, "model": model.config.to_dict()})
+        write_json(tmp / "config.json", {"format": FORMAT, "model": model.config.to_dict(),
+                                         "data": data or {}})
         save_file(model_tensors(model), tmp / "model.safetensors", metadata={"format": "pt"})
         shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
         state = dict(trainer_state)
@@ -181,7 +185,10 @@ def load_model(ref: str | Path, which: str = "best", device: str | torch.device 
     model = model.to_empty(device=device)
     load_weights(model, path / "model.safetensors")
     model.eval()
-    return model, Tokenizer.load(path / "tokenizer.json"), path
+    tokenizer = Tokenizer.load(path / "tokenizer.json")
+    # prompts start the way training documents did (a BOS token unless the shards had none)
+    tokenizer.add_bos = bool((meta.get("data") or {}).get("bos", True))
+    return model, tokenizer, path
 
 
 def load_weights(model, path: Path) -> None:

@@ -270,6 +270,8 @@ class TokenizeConfig(Config):
                      "probability val_fraction (seeded)", choices=["tail", "random"])
     seed: int = opt(0, "seed for --split random")
     text_field: str = opt("text", "field holding the text in .jsonl inputs")
+    bos: bool = opt(True, "put the beginning-of-sequence token before every document (generation "
+                    "starts prompts with it too)")
     eos: bool = opt(True, "append the end-of-sequence token after every document")
     shard_tokens: int = opt(100_000_000, "start a new shard file after this many tokens")
 

@@ -105,11 +105,14 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
 
 
 def stream(model, tokenizer, prompt: str, p: SamplingParams, use_cache: bool = True,
-           add_bos: bool = True, stats: dict | None = None) -> Iterator[str]:
+           add_bos: bool | None = None, stats: dict | None = None) -> Iterator[str]:
     """Text deltas of one sample; ends at EOS, a stop string or max_new_tokens.
 
+    `add_bos` (default: as the model's training data did) starts the prompt with BOS.
     `stats`, if given, receives prompt_tokens and new_tokens.
     """
+    if add_bos is None:
+        add_bos = getattr(tokenizer, "add_bos", True)
     prompt_ids = tokenizer.encode(prompt, bos=add_bos)
     if len(prompt_ids) >= model.config.block_size:
         raise GoldmineError(f"prompt is {len(prompt_ids)} tokens; the model's context is "

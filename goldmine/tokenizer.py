@@ -59,6 +59,7 @@ class Tokenizer:
                                 f"{', '.join(missing)}; train one with `goldmine tokenizer train`")
         self.pad_id, self.bos_id, self.eos_id = (tok.token_to_id(t) for t in SPECIAL_TOKENS[:3])
         self.unk_id = tok.token_to_id(UNK_TOKEN)
+        self.add_bos = True  # generation starts prompts with BOS (a checkpoint may say otherwise)
         spec = json.loads(self._json)
         model = spec.get("model") or {}
         byte_level = (spec.get("pre_tokenizer") or {}).get("type") == "ByteLevel"

@@ -144,7 +144,8 @@ class _Splitter:
 
 def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path, *,
                  val_fraction: float = 0.1, split: str = "tail", seed: int = 0,
-                 text_field: str = "text", eos: bool = True, shard_tokens: int = 100_000_000,
+                 text_field: str = "text", eos: bool = True, bos: bool = True,
+                 shard_tokens: int = 100_000_000,
                  progress: bool = True) -> dict[str, Any]:
     """Tokenize `inputs` (files/folders) into a shards directory; return its meta dict.
 
@@ -169,10 +170,12 @@ def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path,
     documents = consumed = 0
     t0 = time.time()
 
-    def flush(batch: list[tuple[str, TextPiece]]) -> None:
-        encodings = tok.encode_batch_encodings([p.text for _, p in batch])
-        for (where, piece), enc in zip(batch, encodings):
+    def flush(batch: list[tuple[str, TextPiece, bool]]) -> None:
+        encodings = tok.encode_batch_encodings([p.text for _, p, _ in batch])
+        for (where, piece, starts), enc in zip(batch, encodings):
             ids = np.asarray(enc.ids, dtype=dtype)  # one piece's ids at a time in Python
+            if bos and starts:
+                ids = np.insert(ids, 0, tok.bos_id)
             if eos and piece.doc_end:
                 ids = np.append(ids, np.asarray([tok.eos_id], dtype=dtype))
             writers[where].write(ids)
@@ -180,14 +183,16 @@ def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path,
     bar = _Bar(progress, total)
     try:
         with bar:
-            batch: list[tuple[str, TextPiece]] = []
+            batch: list[tuple[str, TextPiece, bool]] = []
             batch_bytes = 0
+            starts = True  # the next piece begins a document
             for piece in iter_texts(files, text_field=text_field, chunk_bytes=PIECE_BYTES):
                 documents += piece.doc_end
                 consumed += piece.nbytes
-                for routed in splitter.route(piece):
-                    batch.append(routed)
-                    batch_bytes += len(routed[1].text)
+                for i, (where, part) in enumerate(splitter.route(piece)):
+                    batch.append((where, part, starts and i == 0))
+                    batch_bytes += len(part.text)
+                starts = piece.doc_end
                 if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_PIECES:
                     flush(batch)
                     batch, batch_bytes = [], 0
@@ -218,6 +223,7 @@ def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path,
         "inputs": [str(f.resolve()) for f in files],
         "input_bytes": total,
         "eos": eos,
+        "bos": bos,
         "seconds": round(seconds, 3),
     }
     write_json(out / META, meta)
@@ -402,7 +408,7 @@ def tokenize_corpus(cfg) -> dict[str, Any]:
             run.add_parent_from_path(f)
         t0 = time.time()
         meta = write_shards(files, tok, run.dir, val_fraction=cfg.val_fraction, split=cfg.split,
-                            seed=cfg.seed, text_field=cfg.text_field, eos=cfg.eos,
+                            seed=cfg.seed, text_field=cfg.text_field, eos=cfg.eos, bos=cfg.bos,
                             shard_tokens=cfg.shard_tokens)
         seconds = round(time.time() - t0, 3)
         n_tokens = meta["train"]["tokens"] + meta["val"]["tokens"]
@@ -446,7 +452,7 @@ def _reusable(work: Path, files: list[Path], tok: Tokenizer, kw: dict[str, Any])
     try:
         meta = json.loads((work / META).read_text(encoding="utf-8"))
         defaults = {"val_fraction": 0.1, "split": "tail", "seed": 0, "text_field": "text",
-                    "eos": True, "shard_tokens": 100_000_000}
+                    "eos": True, "bos": True, "shard_tokens": 100_000_000}
         same_options = all(meta.get(k) == kw.get(k, v) for k, v in defaults.items())
         return (same_options and meta.get("tokenizer_sha256") == tok.sha256
                 and meta.get("inputs") == [str(f.resolve()) for f in files]

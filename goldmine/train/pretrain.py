@@ -176,6 +176,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     shards = TokenShards(shards_dir)
     tokenizer = shards.tokenizer()
     tokenizer_path = Path(shards_dir) / "tokenizer.json"
+    framing = {"bos": bool(shards.meta.get("bos", False)), "eos": bool(shards.meta.get("eos", True))}
 
     try:
         mcfg = GPTConfig.from_preset(cfg.model, vocab_size=tokenizer.vocab_size,
@@ -260,10 +261,11 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                  "config": cfg.to_dict(), "model": mcfg.to_dict()}
         if state["best_val_loss"] == float("inf"):
             state["best_val_loss"] = None
-        path = save_checkpoint(ckdir / f"step-{step_:06d}", model, tokenizer_path, state, optimizer)
+        path = save_checkpoint(ckdir / f"step-{step_:06d}", model, tokenizer_path, state, optimizer,
+                               data=framing)
         if val is not None and val < best_val:
             best_val = val
-            save_checkpoint(ckdir / "best", model, tokenizer_path, state)  # weights only
+            save_checkpoint(ckdir / "best", model, tokenizer_path, state, data=framing)  # weights only
         for old in list_steps(ckdir)[:-cfg.keep_last]:
             import shutil
 

@@ -58,10 +58,11 @@ def _write(corpus, tok, out, **kw):
 def test_jsonl_token_counts_equal_direct_encoding(corpus, tok, tmp_path):
     sh = _write(corpus / "corpus.jsonl", tok, tmp_path / "s", shard_tokens=1024)
     docs = _docs(corpus / "corpus.jsonl")
-    expected = [t for d in docs for t in tok.encode(d, eos=True)]
+    expected = [t for d in docs for t in tok.encode(d, bos=True, eos=True)]
     got = np.concatenate([_all(sh, "train"), _all(sh, "val")])
     assert got.tolist() == expected
-    assert (got == tok.eos_id).sum() == len(docs)
+    assert (got == tok.eos_id).sum() == len(docs) == (got == tok.bos_id).sum()
+    assert sh.meta["bos"] is True
     meta = sh.meta
     assert meta["format"] == "goldmine-shards/1" and meta["dtype"] == "uint16"
     assert meta["documents"] == len(docs) and meta["eos"] is True
@@ -79,21 +80,25 @@ def test_text_chunks_tokenize_like_the_whole_file(corpus, tok, tmp_path, monkeyp
     text = (corpus / "corpus.txt").read_bytes().decode("utf-8")
     sh = _write(corpus / "corpus.txt", tok, tmp_path / "s", val_fraction=0.25)
     train, val = _all(sh, "train"), _all(sh, "val")
-    assert np.concatenate([train, val]).tolist() == tok.encode(text, eos=True)
+    assert np.concatenate([train, val]).tolist() == tok.encode(text, bos=True, eos=True)
     # tail split: val is the end of the text, about the last quarter of it
     val_text = tok.decode(val[:-1].tolist())
     assert val[-1] == tok.eos_id and text.endswith(val_text)
     share = len(val_text.encode()) / len(text.encode())
     assert 0.2 < share < 0.3
-    assert tok.decode(train.tolist()) + val_text == text
+    assert train[0] == tok.bos_id and tok.decode(train[1:].tolist()) + val_text == text
 
 
-def test_no_eos(corpus, tok, tmp_path):
+def test_no_eos_no_bos(corpus, tok, tmp_path):
     sh = _write(corpus / "corpus.jsonl", tok, tmp_path / "s", eos=False)
     docs = _docs(corpus / "corpus.jsonl")
     got = np.concatenate([_all(sh, "train"), _all(sh, "val")])
-    assert got.tolist() == [t for d in docs for t in tok.encode(d)]
+    assert got.tolist() == [t for d in docs for t in tok.encode(d, bos=True)]
     assert sh.meta["eos"] is False
+    sh = _write(corpus / "corpus.jsonl", tok, tmp_path / "s2", eos=False, bos=False)
+    got = np.concatenate([_all(sh, "train"), _all(sh, "val")])
+    assert got.tolist() == [t for d in docs for t in tok.encode(d)]
+    assert sh.meta["bos"] is False
 
 
 def test_dtype_choice():
@@ -111,7 +116,7 @@ def test_uint32_shards_round_trip(corpus, tok, tmp_path, monkeypatch):
     assert f.stat().st_size == 4 * sh.meta["train"]["file_tokens"][0]
     docs = _docs(corpus / "corpus.jsonl")
     assert np.concatenate([_all(sh, "train"), _all(sh, "val")]).tolist() == \
-        [t for d in docs for t in tok.encode(d, eos=True)]
+        [t for d in docs for t in tok.encode(d, bos=True, eos=True)]
 
 
 def test_random_split_is_deterministic(corpus, tok, tmp_path):
@@ -134,7 +139,7 @@ def test_char_tokenizer_shards(corpus, tmp_path):
     char = build_char(Counter((corpus / "corpus.txt").read_text(encoding="utf-8")), 100_000)
     sh = _write(corpus / "corpus.txt", char, tmp_path / "s")
     text = (corpus / "corpus.txt").read_bytes().decode("utf-8")
-    assert sh.tokens("train") + sh.tokens("val") == len(text) + 1
+    assert sh.tokens("train") + sh.tokens("val") == len(text) + 2  # + BOS + EOS
     assert sh.tokenizer().kind == "char"
 
 

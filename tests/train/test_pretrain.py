@@ -41,6 +41,17 @@ def test_pretrain_learns_records_the_run_and_writes_artefacts(workspace):
     assert run_id_for_path(workspace["shards"]) in run["parents"]  # lineage: model <- shards
     model, tok, path = load_model(res["run_id"])                  # loads for generation
     assert path.name == "best" and tok.vocab_size == model.config.vocab_size == 512
+    assert tok.add_bos is True                                     # prompts framed like the shards
+
+
+def test_prompts_are_framed_like_the_training_documents(workspace, tmp_path):
+    from goldmine.data.shards import write_shards
+
+    write_shards([workspace["corpus"]], workspace["tokenizer"], tmp_path / "nobos", bos=False,
+                 progress=False)
+    res = pretrain(data=str(tmp_path / "nobos"), max_steps=2, eval_every=0, ckpt_every=2, **TINY)
+    _, tok, _ = load_model(res["run_id"])
+    assert tok.add_bos is False
 
 
 def test_pretrain_on_raw_text_tokenizes_first(workspace):
