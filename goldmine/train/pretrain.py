@@ -343,6 +343,8 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
             if (cfg.eval_every and step % cfg.eval_every == 0) or final:
                 last_val, evaluated = evaluate(), True
                 log({"step": step, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
+                if bar:
+                    bar.update(task, stats=_stats(bar.tasks[task].fields["stats"], last_val))
             if step % cfg.ckpt_every == 0 or final:
                 checkpoint(step, last_val if evaluated else None)
             if out_of_time and step < total_steps:
@@ -383,6 +385,12 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     if (run_dir / "checkpoints" / "best").is_dir():
         run.add_artifact("best", run_dir / "checkpoints" / "best")
     return result
+
+
+def _stats(text: str, val: float) -> str:
+    """The progress bar's figures with the validation loss put in (or replaced)."""
+    parts = [p for p in text.split(" · ") if p and not p.startswith("val ")]
+    return " · ".join(parts[:1] + [f"val {val:.3f}"] + parts[1:])
 
 
 def _truncate_log(path: Path, step: int) -> None:
