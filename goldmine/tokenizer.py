@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from goldmine.errors import GoldmineError
+from goldmine.files import write_text
 
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|system|>", "<|user|>", "<|assistant|>",
                   "<|end|>"]
@@ -99,17 +99,7 @@ class Tokenizer:
         """Write `directory/tokenizer.json` atomically; return its path."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        target = d / FILE_NAME
-        fd, tmp = tempfile.mkstemp(prefix=".tokenizer-", suffix=".json.tmp", dir=d)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(self._json)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = write_text(d / FILE_NAME, self._json)
         self.path = target.resolve()
         return target
 
