@@ -149,6 +149,8 @@ class Registry:
 def run_id_for_path(path: str | Path) -> str | None:
     """The id of the run whose directory holds `path` (walking up to find run.json)."""
     p = Path(path).resolve()
+    if not p.exists():  # e.g. a run id given where a path may go
+        return None
     for d in (p, *p.parents):
         marker = d / "run.json"
         if marker.is_file():

@@ -258,7 +258,13 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         state = {"step": step_, "tokens": step_ * world_tokens, "val_loss": val,
                  "best_val_loss": min(best_val, val) if val is not None else best_val,
                  "elapsed_s": elapsed_before + time.perf_counter() - t_start,
-                 "config": cfg.to_dict(), "model": mcfg.to_dict()}
+                 "config": cfg.to_dict(), "model": mcfg.to_dict(),
+                 # the schedule and the data position are functions of the step (see above)
+                 "scheduler": {"kind": "linear warmup + cosine", "lr": learning_rate(
+                     step_, cfg, total_steps), "warmup_steps": cfg.warmup_steps,
+                     "total_steps": total_steps},
+                 "data_position": {"next_step": step_, "batches": "seeded by (seed, rank, "
+                                   "step, micro-step)", "world_size": dist.world_size}}
         if state["best_val_loss"] == float("inf"):
             state["best_val_loss"] = None
         path = save_checkpoint(ckdir / f"step-{step_:06d}", model, tokenizer_path, state, optimizer,
@@ -334,7 +340,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                 bar.update(task, completed=step)
 
             out_of_time = max_time is not None and time.perf_counter() - t_start >= max_time
-            if dist.enabled:  # every rank must stop at the same step
+            if dist.enabled and max_time is not None:  # every rank must stop at the same step
                 flag = torch.tensor(float(out_of_time), device=device)
                 torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
                 out_of_time = bool(flag.item())
