@@ -433,7 +433,7 @@ class QuickstartConfig(Config):
     max_steps: int = opt(600, "pretraining steps")
     max_time: str = opt("2m", "pretraining wall-time limit")
     model: str = opt("tiny", "model preset", choices=list(MODEL_PRESETS))
-    prompt: list[str] = opt(["The wool scarf", "Customer: Where is my order"],
+    prompt: list[str] = opt(["The wool scarf", "User: Where is my order"],
                             "prompts to sample from at the end")
     device: str = opt("auto", "device: " + DEVICES)
 

@@ -101,7 +101,7 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
         f"directory   {trained['run_dir']}\n"
         f"loss curve  {trained['plot']}\n\n"
         f"try next:\n"
-        f"  goldmine generate --model {trained['run_id']} --prompt 'Customer: my order'\n"
+        f"  goldmine generate --model {trained['run_id']} --prompt 'User: my order'\n"
         f"  goldmine runs list\n"
         f"  goldmine runs show {trained['run_id']}")
     return result

@@ -113,7 +113,7 @@ def test_quickstart_smoke_preset(capsys, tmp_path):
     assert code == 0
     res = json.loads(out)
     assert Path(res["plot"]).is_file() and Path(res["checkpoint"]).is_dir()
-    assert set(res["samples"]) == {"The wool scarf", "Customer: Where is my order"}
+    assert set(res["samples"]) == {"The wool scarf", "User: Where is my order"}
     assert "5/5" in err and "try next" in err
     code, out, _ = run_cli(capsys, "runs", "show", res["pretrain_run"], "--json")
     shown = json.loads(out)
