@@ -35,7 +35,7 @@ from goldmine.checkpoint import (
 from goldmine.config import PretrainConfig, field_default, parse_duration
 from goldmine.errors import GoldmineError
 from goldmine.model import GPT, GPTConfig
-from goldmine.progress import human_count, info, progress_bar
+from goldmine.progress import console, human_count, info, progress_bar
 from goldmine.registry import Registry, start_run
 from goldmine.runtime import (
     autocast,
@@ -350,7 +350,11 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                 last_val, evaluated = evaluate(), True
                 log({"step": step, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
                 if bar:
-                    bar.update(task, stats=_stats(bar.tasks[task].fields["stats"], last_val))
+                    stats = _stats(bar.tasks[task].fields["stats"], last_val)
+                    bar.update(task, stats=stats)
+                    if not console.is_terminal:  # logs get a line per evaluation, not a live bar
+                        info(f"step {step:,}/{total_steps:,} · {stats} · "
+                             f"{time.perf_counter() - t_start:.0f} s")
             if step % cfg.ckpt_every == 0 or final:
                 checkpoint(step, last_val if evaluated else None)
             if out_of_time and step < total_steps:
