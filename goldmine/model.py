@@ -173,15 +173,14 @@ class Attention(nn.Module):
         if cache is not None:
             past = cache.pos
             k, v = cache.update(self.layer, k, v)                 # (B, K, past + T, D)
-        if K != H:  # grouped-query attention: each key/value head serves H / K query heads
-            k = k.repeat_interleave(H // K, dim=1)                # (B, H, past + T, D)
-            v = v.repeat_interleave(H // K, dim=1)
+        gqa = K != H  # grouped-query attention: each key/value head serves H / K query heads
         if past == 0:  # plain causal attention: SDPA's fused (flash) kernel
             y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
+                q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0,
+                enable_gqa=gqa)
         else:  # new tokens see every cached token and the new ones up to themselves
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         y = y.transpose(1, 2).reshape(B, T, H * D)               # (B, T, H * D)
         return self.wo(y)                                         # (B, T, C)
 
