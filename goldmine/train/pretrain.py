@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -292,7 +294,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     loss_acc = torch.zeros((), device=device)
     last_val, stop_reason, tokens_per_s, mfu = saved_val, "max_steps", 0.0, None
     bar = progress_bar() if dist.is_main else None
-    with bar or nullcontext():
+    with bar or nullcontext(), StopRequest() as stopper:
         task = bar.add_task("pretrain", total=total_steps, completed=step, stats="") if bar else None
         while step < total_steps:
             lr = learning_rate(step, cfg, total_steps)
@@ -340,11 +342,12 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                 bar.update(task, completed=step)
 
             out_of_time = max_time is not None and time.perf_counter() - t_start >= max_time
-            if dist.enabled and max_time is not None:  # every rank must stop at the same step
-                flag = torch.tensor(float(out_of_time), device=device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-                out_of_time = bool(flag.item())
-            final = step == total_steps or out_of_time
+            interrupted = stopper.signal is not None
+            if dist.enabled:  # every rank must stop at the same step
+                flags = torch.tensor([float(out_of_time), float(interrupted)], device=device)
+                torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+                out_of_time, interrupted = bool(flags[0].item()), bool(flags[1].item())
+            final = step == total_steps or out_of_time or interrupted
             evaluated = False
             if (cfg.eval_every and step % cfg.eval_every == 0) or final:
                 last_val, evaluated = evaluate(), True
@@ -357,8 +360,8 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                              f"{time.perf_counter() - t_start:.0f} s")
             if step % cfg.ckpt_every == 0 or final:
                 checkpoint(step, last_val if evaluated else None)
-            if out_of_time and step < total_steps:
-                stop_reason = "max_time"
+            if (out_of_time or interrupted) and step < total_steps:
+                stop_reason = "interrupted" if interrupted else "max_time"
                 break
 
     # ---- validate and record -----------------------------------------------------------------
@@ -373,6 +376,8 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         if not in_sync:
             raise GoldmineError(f"DDP ranks diverged: parameter digests {digests}")
     if not dist.is_main:
+        if stop_reason == "interrupted":
+            raise KeyboardInterrupt
         return {"rank": dist.rank, "step": step}
 
     elapsed = elapsed_before + time.perf_counter() - t_start
@@ -394,7 +399,37 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     run.add_artifact("metrics", metrics_path)
     if (run_dir / "checkpoints" / "best").is_dir():
         run.add_artifact("best", run_dir / "checkpoints" / "best")
+    if stop_reason == "interrupted":  # recorded as interrupted, so `--resume latest` finds it
+        info(f"stopped at step {step:,} with a checkpoint; continue with "
+             f"`goldmine pretrain --resume {run.id}`")
+        raise KeyboardInterrupt
     return result
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM (a scheduler's preemption) during training: finish the current step,
+    save a checkpoint, then stop. A second signal aborts at once, without a checkpoint."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        info("[yellow]stopping after this step to save a checkpoint "
+             "(press Ctrl-C again to abort without one)[/yellow]")
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _stats(text: str, val: float) -> str:

@@ -157,3 +157,27 @@ def test_resume_errors(workspace, tmp_path):
 def test_block_size_longer_than_the_data_is_a_clear_error(workspace):
     with pytest.raises(GoldmineError, match="block"):
         pretrain(data=workspace["shards"], model="test", block_size=10**6, max_steps=1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_then_stops(workspace, home, tmp_path, sig):
+    out = tmp_path / "stopped"
+    env = {**os.environ, "GOLDMINE_HOME": str(home)}
+    proc = subprocess.Popen(_cli("pretrain", "--data", workspace["shards"], "--model", "test",
+                                 "--batch-size", "4", "--block-size", "32", "--max-steps", "100000",
+                                 "--ckpt-every", "50", "--eval-every", "0", "--out", str(out)),
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "step-000050").is_dir():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    last = list_steps(out / "checkpoints")[-1]
+    assert int(last.name.split("-")[1]) > 50                     # saved where it stopped
+    assert "--resume" in err
+    run_id = json.loads((out / "run.json").read_text())["id"]
+    assert Registry().get(run_id)["status"] == "interrupted"
+    res = pretrain(resume="latest", max_steps=int(last.name.split("-")[1]) + 2)
+    assert res["run_id"] == run_id and res["stop_reason"] == "max_steps"
