@@ -3,14 +3,13 @@
     collect_files(["corpus/", "extra.jsonl"])  ->  [Path, ...]       (validated, sorted)
     iter_texts(files)                           ->  TextPiece, ...    (bounded memory)
 
-A `.txt` / `.md` file is one document, yielded in chunks of about `CHUNK_BYTES` cut at line
-boundaries. A `.jsonl` line is one document (its `text_field`). Text is passed on exactly as
+A `.txt` / `.md` file is one document, yielded in chunks of about `CHUNK_BYTES`. A `.jsonl` line is one document (its `text_field`). Text is passed on exactly as
 it is in the file (no stripping, no newline conversion), so a tokenizer trained on it and the
 shards written from it see the same bytes.
 
-Chunks are cut, where possible, after a newline that sits between two non-space characters
-("...end.\\nNext..."). Byte-level BPE pre-tokenization never joins such a newline to its
-neighbours, so encoding the chunks one by one gives exactly the tokens of the whole file.
+Chunks are cut, where possible, where byte-level BPE pre-tokenization always separates pieces
+(after "end.\\n" before "Next", or before the space in "end. Next"; see `is_safe_cut`), so
+encoding the chunks one by one gives exactly the tokens of the whole file.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from goldmine.errors import GoldmineError
 SUPPORTED = (".txt", ".md", ".jsonl")
 TEXT_SUFFIXES = (".txt", ".md")
 CHUNK_BYTES = 1 << 20  # ~1 MB pieces for .txt/.md
-_SAFE_CUT_TRIES = 4096  # newlines examined before settling for any line boundary
+_SAFE_CUT_TRIES = 4096  # places examined before settling for any line boundary
 
 
 @dataclass(slots=True)
@@ -107,45 +106,71 @@ def _char_before(buf: bytes, j: int) -> str | None:
         return None
 
 
-def is_safe_cut(buf: bytes, j: int) -> bool:
-    """True if buf[j] is a newline between two non-whitespace characters."""
-    if j < 1 or j + 1 >= len(buf) or buf[j] != 0x0A:
+def _solid(ch: str | None) -> bool:
+    """A character that no pre-tokenizer pattern treats as whitespace."""
+    return bool(ch) and not ch.isspace() and ch not in "\x1c\x1d\x1e\x1f\x85\u200b"
+
+
+def is_safe_cut(buf: bytes, c: int) -> bool:
+    """True if tokenizing buf[:c] and buf[c:] separately gives the tokens of buf.
+
+    Byte-level BPE merges only inside the pieces its pre-tokenizer (GPT-2's pattern) splits
+    text into, and two kinds of place always separate pieces:
+      - just after a newline that sits between two non-space characters ("end.\n|Next");
+      - just before a single space between two non-space characters ("end.| Next"), since a
+        piece never ends in a space unless it is all whitespace.
+    """
+    if c < 1 or c + 1 >= len(buf):
         return False
-    before, after = _char_before(buf, j), _char_at(buf, j + 1)
-    return bool(before and after and not before.isspace() and not after.isspace())
+    if buf[c - 1] == 0x0A:
+        return _solid(_char_before(buf, c - 1)) and _solid(_char_at(buf, c))
+    if buf[c] == 0x20:
+        return _solid(_char_before(buf, c)) and _solid(_char_at(buf, c + 1))
+    return False
+
+
+def _candidates_back(buf: bytes, end: int) -> Iterator[int]:
+    """Cut positions after a newline or before a space, from `end` backwards."""
+    nl, sp = buf.rfind(b"\n", 0, end - 1) + 1, buf.rfind(b" ", 0, end)
+    while nl > 0 or sp >= 0:
+        if nl >= sp:
+            yield nl
+            nl = buf.rfind(b"\n", 0, nl - 1) + 1
+        else:
+            yield sp
+            sp = buf.rfind(b" ", 0, sp)
 
 
 def last_cut(buf: bytes) -> int:
-    """Index just after the last newline of buf[:-1] where a cut keeps tokenization unchanged;
+    """The last place in buf (before its final byte) where a cut keeps tokenization unchanged;
     else just after the last newline; -1 if there is none."""
-    end, fallback = len(buf) - 1, -1
-    for _ in range(_SAFE_CUT_TRIES):
-        j = buf.rfind(b"\n", 0, end)
-        if j < 0:
+    for tries, c in enumerate(_candidates_back(buf, len(buf))):
+        if tries >= _SAFE_CUT_TRIES:
             break
-        if fallback < 0:
-            fallback = j + 1
-        if is_safe_cut(buf, j):
-            return j + 1
-        end = j
-    return fallback
+        if is_safe_cut(buf, c):
+            return c
+    nl = buf.rfind(b"\n", 0, len(buf) - 1)
+    return nl + 1 if nl >= 0 else -1
 
 
 def first_cut(buf: bytes, start: int) -> int:
-    """Index just after the first newline at or after `start` where a cut keeps tokenization
-    unchanged; else after the first newline; else the character boundary at or before start."""
-    pos, fallback = start, -1
+    """The first place at or after `start` where a cut keeps tokenization unchanged; else just
+    after the first newline there; else the character boundary at or before start."""
+    pos = start
     for _ in range(_SAFE_CUT_TRIES):
-        j = buf.find(b"\n", pos)
-        if j < 0 or j + 1 >= len(buf):
+        nl, sp = buf.find(b"\n", pos), buf.find(b" ", pos)
+        options = [c for c in (nl + 1 if nl >= 0 else -1, sp) if c >= pos and c > 0]
+        if not options:
             break
-        if fallback < 0:
-            fallback = j + 1
-        if is_safe_cut(buf, j):
-            return j + 1
-        pos = j + 1
-    if fallback >= 0:
-        return fallback
+        c = min(options)
+        if c >= len(buf):
+            break
+        if is_safe_cut(buf, c):
+            return c
+        pos = c + 1
+    nl = buf.find(b"\n", start)
+    if 0 <= nl < len(buf) - 1:
+        return nl + 1
     i = min(start, len(buf))
     while 0 < i < len(buf) and buf[i] & 0xC0 == 0x80:
         i -= 1
@@ -161,7 +186,7 @@ def _utf8_error(path: Path, data: bytes, err: UnicodeDecodeError, first_line: in
 
 # ------------------------------------------------------------------------------------ readers
 def _text_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """(raw chunk, line number of its first line), chunks ending at line boundaries."""
+    """(raw chunk, line number of its first line), cut where tokenization is unaffected."""
     line = 1
     carry = b""
     with open(path, "rb") as f:

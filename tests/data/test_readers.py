@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from goldmine.data.readers import collect_files, iter_texts
+from goldmine.data.readers import collect_files, is_safe_cut, iter_texts
 from goldmine.errors import GoldmineError
 
 
@@ -63,14 +63,18 @@ def test_text_file_is_one_document_with_exact_bytes(tmp_path):
     assert sum(p.nbytes for p in pieces) == f.stat().st_size
 
 
-def test_text_chunks_cut_at_line_boundaries(tmp_path):
+def test_text_chunks_cut_where_tokenization_is_unchanged(tmp_path):
     lines = [f"line {i} with some words {'x' * (i % 7)}\n" for i in range(400)]
     text = "".join(lines)
     f = _write(tmp_path / "a.md", text)
     pieces = list(iter_texts([f], chunk_bytes=256))
     assert len(pieces) > 10
     assert "".join(p.text for p in pieces) == text
-    assert all(p.text.endswith("\n") for p in pieces)
+    data = text.encode()
+    at = 0
+    for p in pieces[:-1]:
+        at += p.nbytes
+        assert is_safe_cut(data, at), repr(data[at - 5:at + 5])
     assert [p.doc_end for p in pieces].count(True) == 1 and pieces[-1].doc_end
     assert sum(p.nbytes for p in pieces) == len(text.encode())
 
@@ -143,3 +147,30 @@ def test_jsonl_invalid_utf8(tmp_path):
     with pytest.raises(GoldmineError, match=r"data.jsonl line 2: not valid UTF-8 \(byte 0xe4 at "
                                             r"column 11\)"):
         list(iter_texts([f]))
+
+
+@pytest.mark.parametrize("text, cut, safe", [
+    ("end.\nNext line", 5, True),        # after a newline between non-space characters
+    ("end.\n\nNext", 6, False),          # "\n\n" would become one piece at a chunk's end
+    ("end. Next", 4, True),              # before a single space between non-space characters
+    ("end.  Next", 5, False),            # inside a run of spaces
+    ("wor ld", 2, False),                # inside a word
+    ("这是 中文", 2, True),               # multi-byte characters on both sides
+])
+def test_safe_cut_rules(text, cut, safe):
+    data = text.encode()
+    c = len(text[:cut].encode())
+    assert is_safe_cut(data, c) is safe
+
+
+def test_paragraphs_without_hard_wraps_still_cut_safely(tmp_path):
+    # long one-line paragraphs separated by blank lines: no newline is a safe cut, spaces are
+    para = " ".join(f"word{i}." for i in range(300))
+    text = "\n\n".join([para] * 20) + "\n"
+    f = _write(tmp_path / "prose.txt", text)
+    pieces = list(iter_texts([f], chunk_bytes=512))
+    assert len(pieces) > 10 and "".join(p.text for p in pieces) == text
+    data, at = text.encode(), 0
+    for p in pieces[:-1]:
+        at += p.nbytes
+        assert is_safe_cut(data, at)
