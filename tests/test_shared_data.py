@@ -1,5 +1,6 @@
 """Real public corpora from ../shared/datasets (skipped where that folder is absent)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,9 @@ from goldmine.config import TokenizeConfig, TokenizerConfig
 from goldmine.data.shards import TokenShards, tokenize_corpus
 from goldmine.tokenizer import Tokenizer, train_tokenizer
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# ../shared/datasets beside the checkout, or wherever GOLDMINE_DATASETS points
+DATASETS = Path(os.environ.get("GOLDMINE_DATASETS")
+                or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 SONGCI = DATASETS / "chinese-poetry-songci" / "songci.txt"
 WAR_AND_PEACE = DATASETS / "english-prose-war-and-peace" / "war_and_peace.txt"
 
