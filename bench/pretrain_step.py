@@ -56,8 +56,7 @@ def main() -> None:
     torch.manual_seed(0)
     B, T = args.batch, args.context
     cfg = GPTConfig(vocab_size=65, block_size=T, n_layer=6, n_head=6, n_embd=384)
-    ours = GPT(cfg)
-    ours.reset_parameters(seed=0)
+    ours = GPT(cfg, seed=0)
 
     from transformers import LlamaForCausalLM
 

@@ -240,7 +240,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, seed: int | None = None):
         super().__init__()
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
@@ -251,7 +251,7 @@ class GPT(nn.Module):
             self.head.weight = self.embed.weight
         # a plain attribute, not a buffer: `model.to(torch.bfloat16)` must not touch complex64
         self.rope = rope_table(cfg, cfg.block_size, device="cpu")
-        self.reset_parameters()
+        self.reset_parameters(seed)  # with a seed, the same weights whatever the global RNG holds
 
     def reset_parameters(self, seed: int | None = None):
         """GPT-2 style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2 n_layer)."""

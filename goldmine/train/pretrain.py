@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import signal
 import threading
 import time
@@ -194,8 +195,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         shards.get_batch(split, 1, T, batch_generator(cfg.seed, -1))
 
     torch.manual_seed(cfg.seed)
-    model = GPT(mcfg)
-    model.reset_parameters(seed=cfg.seed)
+    model = GPT(mcfg, seed=cfg.seed)
     model.to(device)
     optimizer = make_optimizer(model, cfg, device)
     world_tokens = B * T * cfg.grad_accum * dist.world_size  # tokens per optimizer step
@@ -275,8 +275,6 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
             best_val = val
             save_checkpoint(ckdir / "best", model, tokenizer_path, state, data=framing)  # weights only
         for old in list_steps(ckdir)[:-cfg.keep_last]:
-            import shutil
-
             shutil.rmtree(old, ignore_errors=True)
         run.add_artifact("checkpoint", path)
 
