@@ -4,6 +4,7 @@ The Python API mirrors the command line; each function takes the command's confi
 and/or keyword overrides and returns the same dict the command prints with --json:
 
     goldmine.sample_data(out, seed, scale)      goldmine data sample
+    goldmine.prepare_dataset(cfg)               goldmine data prepare
     goldmine.train_tokenizer(cfg)               goldmine tokenizer train
     goldmine.tokenize_corpus(cfg)               goldmine data tokenize
     goldmine.pretrain(cfg, **overrides)         goldmine pretrain
@@ -20,6 +21,8 @@ __version__ = "0.1.0"
 
 _API = {
     "sample_data": ("goldmine.data.sample", "generate_sample_data"),
+    "prepare_dataset": ("goldmine.data.prepare", "prepare_dataset"),
+    "PrepareConfig": ("goldmine.config", "PrepareConfig"),
     "train_tokenizer": ("goldmine.tokenizer", "train_tokenizer"),
     "Tokenizer": ("goldmine.tokenizer", "Tokenizer"),
     "tokenize_corpus": ("goldmine.data.shards", "tokenize_corpus"),

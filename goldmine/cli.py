@@ -17,6 +17,7 @@ from typing import Any
 from goldmine.config import (
     Config,
     GenerateConfig,
+    PrepareConfig,
     PretrainConfig,
     QuickstartConfig,
     SampleDataConfig,
@@ -30,6 +31,12 @@ from goldmine.errors import GoldmineError
 
 EXAMPLES = {
     "quickstart": "example:\n  goldmine quickstart                 # about two minutes on a laptop CPU",
+    "data prepare": "examples:\n"
+                    "  goldmine data prepare --kind classify reviews.csv --label-column rating --out reviews\n"
+                    "  goldmine data prepare --kind classify train.tsv --label-column label "
+                    "--label-map labels.yaml --balance over\n"
+                    "  goldmine data prepare --kind chat support.jsonl --out chats --folds 5\n"
+                    "  goldmine data prepare --kind text scraped/ --unit paragraph --out corpus",
     "data sample": "example:\n  goldmine data sample --out sample-data --seed 0",
     "tokenizer train": "examples:\n  goldmine tokenizer train sample-data/corpus.txt --vocab-size 4096 --out tok\n"
                        "  goldmine tokenizer train input.txt --char --out tok-char",
@@ -170,6 +177,39 @@ def cmd_sample(args):
             t.add_row(name, f"{f['rows']:,}", f"{f['bytes']:,}")
         _console().print(_titled(f"sample data in {r['out_dir']} (seed {r['seed']}, "
                                  f"scale {r['scale']})", t))
+
+    emit(res, args.json, render)
+
+
+def cmd_prepare(args):
+    from goldmine.data.prepare import prepare_dataset
+
+    res = prepare_dataset(config_from_args(args, PrepareConfig))
+
+    def render(r):
+        c = r["counts"]
+        read = max(c["read"], 1)
+        rows = [("directory", r["out"]), ("kind", r["kind"]),
+                ("read", c["read"]),
+                ("kept", f"{c['kept']:,} ({c['kept'] / read:.1%})"),
+                ("exact duplicates", c["exact_duplicates"]),
+                ("near duplicates", c["near_duplicates"]),
+                ("rejected", c["rejected"])]
+        rows += [(f"  {reason}", n) for reason, n in list(c["rejected_by_reason"].items())[:8]]
+        rows += [("splits", ", ".join(f"{k} {v:,}" for k, v in c["splits"].items()))]
+        if c["oversampled"] or c["augmented"]:
+            rows.append(("added to train", f"{c['oversampled']:,} oversampled, "
+                                           f"{c['augmented']:,} augmented"))
+        if r.get("labels"):
+            rows.append(("labels", f"{len(r['labels'])}: " + ", ".join(r["labels"][:12])
+                         + (" ..." if len(r["labels"]) > 12 else "")))
+        rows.append(("PII replaced", ", ".join(f"{k} {v:,}" for k, v in c["pii"].items())
+                     or "none found"))
+        encs = sorted({f"{i['encoding']}" for i in r["inputs"]})
+        rows += [("encodings", ", ".join(encs)), ("time", f"{r['seconds']:.1f} s "
+                                                          f"({r['mb_per_s']:.1f} MB/s)"),
+                 ("report", f"{r['out']}/{r['report']}")]
+        _console().print(_kv_table(f"dataset prepared (run {r['run_id']})", rows))
 
     emit(res, args.json, render)
 
@@ -376,11 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "quickstart", QuickstartConfig, cmd_quickstart,
             "the whole path on sample data: data -> tokenizer -> GPT -> samples")
 
-    data = sub.add_parser("data", help="sample data and token shards", formatter_class=_Formatter)
+    data = sub.add_parser("data", help="prepare datasets, sample data, token shards", formatter_class=_Formatter)
     dsub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     command(dsub, "sample", SampleDataConfig, cmd_sample,
             "write the synthetic online-shop corpus (products, reviews, support chats, FAQ)",
             "data sample")
+    command(dsub, "prepare", PrepareConfig, cmd_prepare,
+            "clean, deduplicate, scrub PII, balance, augment and split raw files into a dataset",
+            "data prepare")
     command(dsub, "tokenize", TokenizeConfig, cmd_tokenize,
             "stream a corpus through a tokenizer into memory-mapped train/val token shards",
             "data tokenize")

@@ -220,6 +220,129 @@ class SampleDataConfig(Config):
 
 
 @dataclass
+class PrepareConfig(Config):
+    """goldmine data prepare: clean, deduplicate, scrub PII, balance, augment and split raw
+    files into a dataset that tokenizer, pretraining, fine-tuning and evaluation read directly.
+    Every input row ends up kept, deduplicated or rejected with a reason."""
+
+    inputs: list[str] = opt([], "files or folders: .txt .md .jsonl .json .csv .tsv .parquet",
+                            positional=True, metavar="INPUT")
+    kind: str = opt("text", "text: documents for pretraining; classify: (text, label) rows; "
+                    "chat: conversations (messages lists or prompt/response columns)",
+                    choices=["text", "classify", "chat"])
+    out: str | None = opt(None, "output directory (default: the run directory under GOLDMINE_HOME)")
+    format: str = opt("jsonl", "file format of the splits", choices=["jsonl", "parquet"])
+    # reading
+    text_column: str = opt("text", "column/field holding the text (JSON lists: its position, e.g. 0)")
+    label_column: str = opt("label", "classify: column/field holding the label")
+    label_from_folder: bool = opt(False, "classify: the label is the name of the folder each "
+                                  "file is in (one .txt file per example, one folder per label)")
+    messages_column: str = opt("messages", "chat: field holding an OpenAI-style list of "
+                               "{role, content} messages (ShareGPT {from, value} also read)")
+    prompt_column: str | None = opt(None, "chat: column with the user turn when there is no "
+                                    "messages field (default: the first of prompt, instruction, "
+                                    "question, input, query)")
+    response_column: str | None = opt(None, "chat: column with the assistant turn (default: the "
+                                      "first of response, output, answer, completion)")
+    system_prompt: str | None = opt(None, "chat: system message put first in every conversation "
+                                    "that has none")
+    split_column: str | None = opt(None, "keep existing splits: column with train/val/test "
+                                   "(also training, validation, dev, test); no new split is drawn")
+    unit: str = opt("document", "what one row of a .txt/.md file is: the whole file, a "
+                    "paragraph (blank-line separated) or a line",
+                    choices=["document", "paragraph", "line"])
+    encoding: str = opt("auto", "input encoding: auto (UTF-8, BOMs, GB18030/GBK, then cp1252 and "
+                        "latin-1 as the stated fallback) or a codec name such as gb18030")
+    # cleaning and filters
+    normalize: bool = opt(True, "Unicode NFKC, control characters and whitespace clean-up")
+    strip_html: bool = opt(True, "remove HTML tags, scripts, styles and comments; decode entities")
+    pii: bool = opt(True, "replace e-mails, phones, Chinese ID numbers, card numbers, IP addresses "
+                    "and URL credentials with typed placeholders such as <EMAIL>")
+    min_chars: int = opt(1, "reject rows whose cleaned text is shorter than this")
+    max_chars: int | None = opt(None, "reject rows whose cleaned text is longer than this")
+    tokenizer: str | None = opt(None, "tokenizer for --min-tokens/--max-tokens (tokenizer.json, "
+                                "its directory or a run id)")
+    min_tokens: int | None = opt(None, "reject rows with fewer tokens (needs --tokenizer)")
+    max_tokens: int | None = opt(None, "reject rows with more tokens (needs --tokenizer)")
+    lowercase_labels: bool = opt(True, "classify: lower-case labels (whitespace is always tidied)")
+    label_map: str | None = opt(None, "classify: YAML/JSON file mapping raw labels to names, "
+                                "e.g. {0: negative, 1: positive}; a label mapped to null is "
+                                "rejected")
+    labels: list[str] = opt([], "classify: the allowed labels (after mapping); rows with others are "
+                            "rejected")
+    # deduplication
+    dedup: str = opt("near", "none; exact (normalised text hash); near (exact, then MinHash LSH)",
+                     choices=["none", "exact", "near"])
+    near_threshold: float = opt(0.8, "near duplicates: estimated Jaccard similarity of shingle sets "
+                                "at or above which a row is dropped")
+    shingle_size: int = opt(3, "near duplicates: shingle length in words (English) or "
+                            "characters (Chinese)")
+    num_perm: int = opt(128, "near duplicates: MinHash permutations")
+    # classes and splits
+    balance: str = opt("none", "classify: balance labels in train by oversampling copies or "
+                       "undersampling (seeded); val and test are never balanced",
+                       choices=["none", "over", "under"])
+    augment: int = opt(0, "classify: add N edited versions of each training row and oversampled "
+                       "copy (random deletion, swap or insertion of words/characters); marked "
+                       "origin=augmented, train only")
+    val_fraction: float | None = opt(None, "share of rows for validation (default: 0.1 for "
+                                     "classify/chat, 0 for text)")
+    test_fraction: float | None = opt(None, "share of rows for test (default: 0.1 for "
+                                      "classify/chat, 0 for text)")
+    folds: int = opt(0, "write stratified K-fold indices over train (a `fold` field) for "
+                     "cross-validation; with folds, val defaults to 0")
+    seed: int = opt(0, "random seed for splits, folds, balancing and augmentation")
+    # run
+    workers: int = opt(1, "processes for cleaning and hashing (0: one per CPU core)")
+    max_reject_ratio: float = opt(0.5, "fail when more than this share of the rows read is "
+                                  "rejected (1 turns the check off)")
+
+    presets: ClassVar = {
+        "text": {"kind": "text"},
+        "classify": {"kind": "classify"},
+        "chat": {"kind": "chat"},
+        "fast": {"dedup": "exact", "workers": 0},
+    }
+    preset_help: ClassVar = {
+        "text": "a pretraining corpus (default)",
+        "classify": "(text, label) rows, stratified 80/10/10 split",
+        "chat": "conversations, 80/10/10 split",
+        "fast": "exact deduplication only, all CPU cores",
+    }
+
+    def fractions(self) -> tuple[float, float]:
+        """(val, test) with the per-kind defaults filled in."""
+        default = 0.0 if self.kind == "text" else 0.1
+        val = self.val_fraction if self.val_fraction is not None else (
+            0.0 if self.folds else default)
+        test = self.test_fraction if self.test_fraction is not None else default
+        return val, test
+
+    def validate(self):
+        super().validate()
+        val, test = self.fractions()
+        if val < 0 or test < 0 or val + test >= 1:
+            raise GoldmineError(f"val_fraction + test_fraction must be in [0, 1), got {val} + {test}")
+        if not 0.0 < self.near_threshold <= 1.0:
+            raise GoldmineError(f"near_threshold: must be in (0, 1], got {self.near_threshold}")
+        if self.shingle_size < 1 or self.num_perm < 16:
+            raise GoldmineError("shingle_size must be >= 1 and num_perm >= 16")
+        if self.folds == 1 or self.folds < 0:
+            raise GoldmineError(f"folds: must be 0 (off) or >= 2, got {self.folds}")
+        if not 0.0 < self.max_reject_ratio <= 1.0:
+            raise GoldmineError(f"max_reject_ratio: must be in (0, 1], got {self.max_reject_ratio}")
+        if self.augment < 0 or self.workers < 0 or self.min_chars < 0:
+            raise GoldmineError("augment, workers and min_chars must be >= 0")
+        if (self.min_tokens is not None or self.max_tokens is not None) and not self.tokenizer:
+            raise GoldmineError("--min-tokens/--max-tokens need --tokenizer")
+        if self.kind != "classify":
+            for name, off in (("balance", "none"), ("augment", 0), ("label_map", None),
+                              ("labels", []), ("label_from_folder", False)):
+                if getattr(self, name) != off:
+                    raise GoldmineError(f"{name}: only for --kind classify")
+
+
+@dataclass
 class TokenizerConfig(Config):
     """goldmine tokenizer train: byte-level BPE (or characters) trained on your text."""
 

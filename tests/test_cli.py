@@ -80,6 +80,14 @@ def files(tmp_path):
     (["pretrain", "--data", "{d}/ok.txt"], "ok.txt: raw text needs a tokenizer"),
     (["pretrain", "--data", "{d}/ok.txt", "--batch-size", "x"], "command line: batch_size: expected int, got 'x'"),
     (["pretrain", "--config", "{d}/nope.yaml"], "nope.yaml: config file not found"),
+    (["data", "prepare", "{d}/missing.csv"], "missing.csv: not found"),
+    (["data", "prepare", "{d}/model.pt"], "model.pt: unsupported file type '.pt'"),
+    (["data", "prepare", "--kind", "classify", "{d}/bad.jsonl"],
+     "bad.jsonl:1: no column 'label' (columns: 'text'); choose one with --label-column"),
+    (["data", "prepare", "--kind", "chat", "{d}/ok.txt"], "ok.txt:1: no conversation found"),
+    (["data", "prepare", "{d}/ok.txt", "--balance", "over"], "balance: only for --kind classify"),
+    (["data", "prepare", "{d}/ok.txt", "--encoding", "klingon"], "klingon"),
+    (["data", "prepare", "{d}/ok.txt", "--dedup", "fuzzy"], "dedup: 'fuzzy' is not one of none, exact, near"),
 ])
 def test_bad_input_gives_one_line_error_and_nonzero_exit(capsys, files, args, message):
     code, out, err = run_cli(capsys, *[a.format(d=files) for a in args])
@@ -120,3 +128,18 @@ def test_quickstart_smoke_preset(capsys, tmp_path):
     assert len(shown["parents"]) == 1                            # the shards run
     code, out, _ = run_cli(capsys, "runs", "show", shown["parents"][0], "--json")
     assert json.loads(out)["command"] == "data tokenize"
+
+
+def test_data_prepare_prints_a_summary_and_json(capsys, tmp_path):
+    src = tmp_path / "reviews.csv"
+    src.write_text("text,label\n" + "".join(f"review number {i} of the lamp,{'pos' if i % 2 else 'neg'}\n"
+                                             for i in range(40)) + "broken,row,extra\n")
+    code, out, err = run_cli(capsys, "data", "prepare", "--kind", "classify", str(src),
+                             "--out", str(tmp_path / "ds"))
+    assert code == 0, err
+    assert "dataset prepared" in out and "wrong number of fields" in out
+    code, out, err = run_cli(capsys, "data", "prepare", "--kind", "classify", str(src),
+                             "--out", str(tmp_path / "ds2"), "--json", "--no-pii")
+    res = json.loads(out)
+    assert res["counts"]["read"] == 41 and res["counts"]["rejected"] == 1
+    assert res["options"]["pii"] is False and res["labels"] == ["neg", "pos"]

@@ -3,7 +3,9 @@
     collect_files(["corpus/", "extra.jsonl"])  ->  [Path, ...]       (validated, sorted)
     iter_texts(files)                           ->  TextPiece, ...    (bounded memory)
 
-A `.txt` / `.md` file is one document, yielded in chunks of about `CHUNK_BYTES`. A `.jsonl` line is one document (its `text_field`). Text is passed on exactly as
+A `.txt` / `.md` file is one document, yielded in chunks of about `CHUNK_BYTES`. A `.jsonl` line
+or `.parquet` row is one document (its `text_field`). A dataset folder written by
+`goldmine data prepare` stands for its train and val files (never test). Text is passed on exactly as
 it is in the file (no stripping, no newline conversion), so a tokenizer trained on it and the
 shards written from it see the same bytes.
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from goldmine.errors import GoldmineError
 
-SUPPORTED = (".txt", ".md", ".jsonl")
+SUPPORTED = (".txt", ".md", ".jsonl", ".parquet")
 TEXT_SUFFIXES = (".txt", ".md")
 CHUNK_BYTES = 1 << 20  # ~1 MB pieces for .txt/.md
 _SAFE_CUT_TRIES = 4096  # places examined before settling for any line boundary
@@ -43,8 +45,41 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def dataset_split(path: str | Path) -> str | None:
+    """"train"/"val"/"test" for a split file of a prepared dataset (`goldmine data prepare`)."""
+    p = Path(path)
+    manifest = p.parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+    if meta.get("format") != "goldmine-dataset/1":
+        return None
+    return next((k for k, v in (meta.get("files") or {}).items() if v == p.name), None)
+
+
+def _dataset_files(folder: Path) -> list[Path] | None:
+    """The train and val files of a prepared dataset folder (None if it is not one)."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+    if meta.get("format") != "goldmine-dataset/1":
+        return None
+    files = meta.get("files") or {}
+    return [folder / files[s] for s in ("train", "val") if s in files
+            and (folder / files[s]).is_file() and (folder / files[s]).stat().st_size > 0]
+
+
 def collect_files(inputs: Iterable[str | Path]) -> list[Path]:
     """Files and folders -> the supported files, folders searched recursively and sorted.
+
+    A prepared dataset folder gives its train and val split files.
 
     Hidden files and folders inside a folder are skipped. Raises GoldmineError for a missing
     path, an explicitly named file of an unsupported type, a folder with no supported files,
@@ -60,7 +95,11 @@ def collect_files(inputs: Iterable[str | Path]) -> list[Path]:
         p = Path(raw)
         if not p.exists():
             raise GoldmineError(f"{p}: not found")
-        if p.is_dir():
+        if p.is_dir() and _dataset_files(p) is not None:
+            found = _dataset_files(p)
+            if not found:
+                raise GoldmineError(f"{p}: the prepared dataset has no train or val rows")
+        elif p.is_dir():
             found = sorted(f for f in p.rglob("*")
                            if f.suffix.lower() in SUPPORTED and f.is_file() and not _hidden(f, p))
             if not found:
@@ -270,6 +309,27 @@ def _iter_jsonl(path: Path, text_field: str) -> Iterator[TextPiece]:
             skipped = 0
 
 
+def _iter_parquet(path: Path, text_field: str) -> Iterator[TextPiece]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise GoldmineError(f"{path}: not a readable Parquet file ({e})") from None
+    if text_field not in pf.schema_arrow.names:
+        raise GoldmineError(f"{path}: no {text_field!r} column (columns: "
+                            f"{', '.join(pf.schema_arrow.names)}); choose one with --text-field")
+    per_row = max(1, path.stat().st_size // max(pf.metadata.num_rows, 1))
+    row = 0
+    for batch in pf.iter_batches(batch_size=1024, columns=[text_field]):
+        for text in batch.column(0).to_pylist():
+            row += 1
+            if not isinstance(text, str):
+                raise GoldmineError(f"{path} row {row}: column {text_field!r} is "
+                                    f"{type(text).__name__}, expected a string")
+            yield TextPiece(text, True, path, per_row)
+
+
 def _truncate(piece: TextPiece, budget: int) -> TextPiece | None:
     """The part of `piece` within `budget` bytes (cut at a line or character boundary)."""
     data = piece.text.encode("utf-8")
@@ -300,6 +360,8 @@ def iter_texts(files: Iterable[str | Path], text_field: str = "text",
         path = Path(f)
         if path.suffix.lower() == ".jsonl":
             pieces = _iter_jsonl(path, text_field)
+        elif path.suffix.lower() == ".parquet":
+            pieces = _iter_parquet(path, text_field)
         else:
             pieces = _iter_text_file(path, chunk_bytes)
         for piece in pieces:

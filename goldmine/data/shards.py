@@ -25,6 +25,7 @@ import numpy as np
 from goldmine.data.readers import (
     TextPiece,
     collect_files,
+    dataset_split,
     first_cut,
     iter_texts,
     total_bytes,
@@ -159,6 +160,10 @@ def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path,
         raise GoldmineError(f"shard_tokens: must be >= 1, got {shard_tokens}")
     total = total_bytes(files)
     splitter = _Splitter(split, val_fraction, seed, total)
+    # a prepared dataset's own val file is the validation split (no split is drawn then)
+    fixed = {f: dataset_split(f) for f in files}
+    if "val" not in fixed.values():
+        fixed = {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)  # from here on the directory is incomplete
@@ -189,7 +194,8 @@ def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path,
             for piece in iter_texts(files, text_field=text_field, chunk_bytes=PIECE_BYTES):
                 documents += piece.doc_end
                 consumed += piece.nbytes
-                for i, (where, part) in enumerate(splitter.route(piece)):
+                routes = [(fixed[piece.path], piece)] if fixed else splitter.route(piece)
+                for i, (where, part) in enumerate(routes):
                     batch.append((where, part, starts and i == 0))
                     batch_bytes += len(part.text)
                 starts = piece.doc_end
@@ -215,7 +221,7 @@ def write_shards(inputs, tokenizer: Tokenizer | str | Path, out_dir: str | Path,
         "val": writers["val"].meta(),
         "documents": documents,
         "bytes": consumed,
-        "split": split,
+        "split": "dataset" if fixed else split,
         "val_fraction": val_fraction,
         "seed": seed,
         "text_field": text_field,

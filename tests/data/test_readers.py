@@ -36,7 +36,7 @@ def test_collect_files_recursive_sorted_and_hidden_skipped(tmp_path):
     ("none", "no inputs given"),
     ("missing", "nope.txt: not found"),
     ("unsupported", "data.csv: unsupported file type '.csv'; supported: .txt, .md, .jsonl"),
-    ("empty_dir", "folder holds no .txt, .md, .jsonl files"),
+    ("empty_dir", "folder holds no .txt, .md, .jsonl, .parquet files"),
     ("empty_file", "empty.txt: file is empty (0 bytes)"),
 ])
 def test_collect_files_errors(tmp_path, case, needle):
