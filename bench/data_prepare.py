@@ -147,7 +147,10 @@ def decoy(rng: random.Random) -> str:
     bad_card = "4" + "".join(str(rng.randint(0, 9)) for _ in range(14))
     bad_card += str((int(_luhn_digit(bad_card)) + 1) % 10)
     return rng.choice([
-        f"order {rng.randint(10 ** 14, 10 ** 15 - 1)}", f"on 2024-{rng.randint(1, 12):02d}-"
+        # order numbers start with 1 or 9, which no card network issues (a 15-digit number
+        # starting with 34/37 that passes Luhn is indistinguishable from an Amex card)
+        f"order {rng.choice('19')}{rng.randint(10 ** 13, 10 ** 14 - 1)}",
+        f"on 2024-{rng.randint(1, 12):02d}-"
         f"{rng.randint(1, 28):02d}", f"at {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
         f"{rng.randint(0, 59):02d}", f"for ${rng.randint(1, 999)},{rng.randint(100, 999)}.00",
         f"version {rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 20)}",

@@ -201,8 +201,12 @@ def cmd_prepare(args):
             rows.append(("added to train", f"{c['oversampled']:,} oversampled, "
                                            f"{c['augmented']:,} augmented"))
         if r.get("labels"):
-            rows.append(("labels", f"{len(r['labels'])}: " + ", ".join(r["labels"][:12])
-                         + (" ..." if len(r["labels"]) > 12 else "")))
+            shown = ", ".join(r["labels"])
+            shown = shown if len(shown) <= 80 else shown[:77].rsplit(", ", 1)[0] + ", ..."
+            rows.append(("labels", f"{len(r['labels'])}: {shown}"))
+            if c.get("label_conflicts"):
+                rows.append(("label conflicts", f"{c['label_conflicts']:,} duplicates had "
+                                                "another label (duplicates.jsonl)"))
         rows.append(("PII replaced", ", ".join(f"{k} {v:,}" for k, v in c["pii"].items())
                      or "none found"))
         encs = sorted({f"{i['encoding']}" for i in r["inputs"]})

@@ -86,10 +86,10 @@ def test_shipped_yaml_configs_load():
     from pathlib import Path
 
     from goldmine.cli import EXAMPLES  # noqa: F401  (the CLI module imports cleanly)
-    from goldmine.config import QuickstartConfig, TokenizerConfig
+    from goldmine.config import PrepareConfig, QuickstartConfig, TokenizerConfig
 
     kinds = {"pretrain": PretrainConfig, "generate": GenerateConfig,
-             "tokenizer": TokenizerConfig, "quickstart": QuickstartConfig}
+             "tokenizer": TokenizerConfig, "quickstart": QuickstartConfig, "data": PrepareConfig}
     files = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
     assert files, "configs/ ships YAML presets"
     for f in files:

@@ -108,6 +108,10 @@ def write_report(out: Path, manifest: dict[str, Any], lengths: np.ndarray) -> Pa
              "kept + exact duplicates + near duplicates + rejected = read. Rejected rows are in "
              "`rejected.jsonl` with their file, line and reason; duplicates in `duplicates.jsonl` "
              "with the row they duplicate.", "", "![rows](counts.png)", ""]
+    if c.get("label_conflicts"):
+        lines += [f"**{c['label_conflicts']:,} duplicates carried a different label** than the row "
+                  "kept in their place (`label` and `duplicate_of.label` in `duplicates.jsonl`): "
+                  "worth a look, they are often labelling mistakes.", ""]
     if c["rejected_by_reason"]:
         lines += ["### Rejected, by reason", "",
                   _table(("reason", "rows"), list(c["rejected_by_reason"].items())), ""]
