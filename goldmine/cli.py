@@ -209,13 +209,27 @@ def cmd_prepare(args):
                                                 "another label (duplicates.jsonl)"))
         rows.append(("PII replaced", ", ".join(f"{k} {v:,}" for k, v in c["pii"].items())
                      or "none found"))
-        encs = sorted({f"{i['encoding']}" for i in r["inputs"]})
-        rows += [("encodings", ", ".join(encs)), ("time", f"{r['seconds']:.1f} s "
-                                                          f"({r['mb_per_s']:.1f} MB/s)"),
+        rows += [("encodings", _encodings(r["inputs"])),
+                 ("time", f"{r['seconds']:.1f} s ({r['mb_per_s']:.1f} MB/s)"),
                  ("report", f"{r['out']}/{r['report']}")]
         _console().print(_kv_table(f"dataset prepared (run {r['run_id']})", rows))
 
     emit(res, args.json, render)
+
+
+def _encodings(inputs: list[dict]) -> str:
+    """"utf-8 (3 files); gb18030: shop.csv (why)" - files not in UTF-8 are named."""
+    from pathlib import Path
+
+    parts = []
+    for enc in sorted({i["encoding"] for i in inputs}, key=lambda e: e != "utf-8"):
+        files = [i for i in inputs if i["encoding"] == enc]
+        if enc == "utf-8" or len(files) > 3:
+            parts.append(f"{enc} ({len(files)} file{'s' * (len(files) > 1)})")
+        else:
+            parts.append(f"{enc}: " + ", ".join(f"{Path(i['path']).name} ({i['encoding_reason']})"
+                                                for i in files))
+    return "; ".join(parts)
 
 
 def cmd_tokenizer_train(args):

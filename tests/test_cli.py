@@ -122,12 +122,17 @@ def test_quickstart_smoke_preset(capsys, tmp_path):
     res = json.loads(out)
     assert Path(res["plot"]).is_file() and Path(res["checkpoint"]).is_dir()
     assert set(res["samples"]) == {"The wool scarf", "User: Where is my order"}
-    assert "5/5" in err and "try next" in err
+    assert "6/6" in err and "try next" in err
+    # lineage: model <- shards <- (tokenizer, prepared corpus)
     code, out, _ = run_cli(capsys, "runs", "show", res["pretrain_run"], "--json")
     shown = json.loads(out)
     assert len(shown["parents"]) == 1                            # the shards run
     code, out, _ = run_cli(capsys, "runs", "show", shown["parents"][0], "--json")
-    assert json.loads(out)["command"] == "data tokenize"
+    shards = json.loads(out)
+    assert shards["command"] == "data tokenize"
+    commands = {json.loads(run_cli(capsys, "runs", "show", p, "--json")[1])["command"]
+                for p in shards["parents"]}
+    assert commands == {"tokenizer train", "data prepare"}
 
 
 def test_data_prepare_prints_a_summary_and_json(capsys, tmp_path):

@@ -187,6 +187,11 @@ def detect_encoding(path: Path, forced: str | None = None,
     utf16 = _utf16_without_bom(sample)
     if utf16:
         return Encoding(utf16, "no byte-order mark, but every other byte is NUL (UTF-16)")
+    nul = sample.count(0)
+    if nul > len(sample) // 100:  # text never holds NUL bytes like this
+        raise GoldmineError(f"{path}: looks like a binary file ({nul:,} NUL bytes in the first "
+                            f"{len(sample):,}), not text; name the encoding with --encoding if "
+                            "it really is text")
     if _decodes(sample, "utf-8", complete) is not None:
         return Encoding("utf-8", "valid UTF-8")
     text = _decodes(sample, "gb18030", complete)

@@ -323,3 +323,11 @@ def test_unreadable_parquet_is_an_error(tmp_path):
     f = _write(tmp_path / "bad.parquet", b"this is not parquet")
     with pytest.raises(GoldmineError, match="bad.parquet: cannot read as Parquet"):
         _rows(f)
+
+
+def test_binary_file_is_an_error_not_a_latin1_text(tmp_path):
+    p = tmp_path / "data.csv"
+    p.write_bytes(b"PK\x03\x04\x00\x00\x08\x00\xc3\x9f" * 2000)  # a zip archive, renamed
+    with pytest.raises(GoldmineError, match="looks like a binary file"):
+        detect_encoding(p)
+    assert detect_encoding(p, forced="latin-1").name == "iso8859-1"
