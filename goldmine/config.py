@@ -293,7 +293,8 @@ class PrepareConfig(Config):
                      "cross-validation; with folds, val defaults to 0")
     seed: int = opt(0, "random seed for splits, folds, balancing and augmentation")
     # run
-    workers: int = opt(1, "processes for cleaning and hashing (0: one per CPU core)")
+    workers: int = opt(0, "processes for cleaning and hashing; 0: one per CPU core when the "
+                       "inputs exceed 16 MB, else 1 (the result is the same either way)")
     max_reject_ratio: float = opt(0.5, "fail when more than this share of the rows read is "
                                   "rejected (1 turns the check off)")
 
@@ -301,13 +302,13 @@ class PrepareConfig(Config):
         "text": {"kind": "text"},
         "classify": {"kind": "classify"},
         "chat": {"kind": "chat"},
-        "fast": {"dedup": "exact", "workers": 0},
+        "fast": {"dedup": "exact"},
     }
     preset_help: ClassVar = {
         "text": "a pretraining corpus (default)",
         "classify": "(text, label) rows, stratified 80/10/10 split",
         "chat": "conversations, 80/10/10 split",
-        "fast": "exact deduplication only, all CPU cores",
+        "fast": "exact deduplication only (about twice as fast)",
     }
 
     def fractions(self) -> tuple[float, float]:

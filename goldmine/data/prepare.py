@@ -54,6 +54,7 @@ FORMAT = "goldmine-dataset/1"
 BATCH_ROWS = 1000  # rows per batch sent to a worker ...
 BATCH_CHARS = 1 << 20  # ... or this many characters, whichever comes first
 UNDERSAMPLED = "dropped by --balance under"
+AUTO_WORKERS_BYTES = 16 << 20  # --workers 0: below this, one process (no start-up cost)
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -178,7 +179,8 @@ def read_rows(cfg: PrepareConfig, files: list[Path], encodings: dict, work: Path
     pii: Counter = Counter()
     file_index = {f: i for i, f in enumerate(files)}
     extractor = Extractor(cfg)
-    workers = cfg.workers or (os.cpu_count() or 1)
+    total = max(sum(f.stat().st_size for f in files), 1)
+    workers = cfg.workers or ((os.cpu_count() or 1) if total > AUTO_WORKERS_BYTES else 1)
     pool = (ProcessPoolExecutor(workers, initializer=init_worker, initargs=(cfg.to_dict(),))
             if workers > 1 else None)
     local = Processor(cfg) if pool is None else None
@@ -207,7 +209,6 @@ def read_rows(cfg: PrepareConfig, files: list[Path], encodings: dict, work: Path
         while len(pending) > workers + 1:  # bounded: memory holds a few batches
             collect(*pending.popleft())
 
-    total = max(sum(f.stat().st_size for f in files), 1)
     batch: list[dict] = []
     meta: list[tuple] = []
     chars = done_bytes = read = 0

@@ -45,23 +45,8 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def dataset_split(path: str | Path) -> str | None:
-    """"train"/"val"/"test" for a split file of a prepared dataset (`goldmine data prepare`)."""
-    p = Path(path)
-    manifest = p.parent / "manifest.json"
-    if not manifest.is_file():
-        return None
-    try:
-        meta = json.loads(manifest.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
-        return None
-    if meta.get("format") != "goldmine-dataset/1":
-        return None
-    return next((k for k, v in (meta.get("files") or {}).items() if v == p.name), None)
-
-
-def _dataset_files(folder: Path) -> list[Path] | None:
-    """The train and val files of a prepared dataset folder (None if it is not one)."""
+def _dataset_manifest(folder: Path) -> dict | None:
+    """The manifest of a folder written by `goldmine data prepare`, else None."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         return None
@@ -69,45 +54,60 @@ def _dataset_files(folder: Path) -> list[Path] | None:
         meta = json.loads(manifest.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         return None
-    if meta.get("format") != "goldmine-dataset/1":
+    return meta if isinstance(meta, dict) and meta.get("format") == "goldmine-dataset/1" else None
+
+
+def dataset_split(path: str | Path) -> str | None:
+    """"train"/"val"/"test" for a split file of a prepared dataset (`goldmine data prepare`)."""
+    p = Path(path)
+    meta = _dataset_manifest(p.parent) or {}
+    return next((k for k, v in (meta.get("files") or {}).items() if v == p.name), None)
+
+
+def _dataset_files(folder: Path, splits: tuple[str, ...]) -> list[Path] | None:
+    """The non-empty split files of a prepared dataset folder (None if it is not one)."""
+    meta = _dataset_manifest(folder)
+    if meta is None:
         return None
     files = meta.get("files") or {}
-    return [folder / files[s] for s in ("train", "val") if s in files
+    return [folder / files[s] for s in splits if s in files
             and (folder / files[s]).is_file() and (folder / files[s]).stat().st_size > 0]
 
 
-def collect_files(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files and folders -> the supported files, folders searched recursively and sorted.
+def collect_files(inputs: Iterable[str | Path], suffixes: tuple[str, ...] = SUPPORTED,
+                  dataset_splits: tuple[str, ...] = ("train", "val")) -> list[Path]:
+    """Files and folders -> the files with one of `suffixes`, folders searched recursively and
+    sorted (hidden files and folders inside them skipped). A prepared dataset folder gives its
+    `dataset_splits` files instead.
 
-    A prepared dataset folder gives its train and val split files.
-
-    Hidden files and folders inside a folder are skipped. Raises GoldmineError for a missing
-    path, an explicitly named file of an unsupported type, a folder with no supported files,
-    or an empty file.
+    Raises GoldmineError for a missing path, an explicitly named file of an unsupported type, a
+    folder with no supported files, or an empty file.
     """
     inputs = list(inputs or [])
+    supported = ", ".join(suffixes)
     if not inputs:
-        raise GoldmineError("no inputs given: name text files or folders "
-                            f"({', '.join(SUPPORTED)})")
+        raise GoldmineError(f"no inputs given: name files or folders ({supported})")
     out: list[Path] = []
     seen: set[Path] = set()
     for raw in inputs:
         p = Path(raw)
         if not p.exists():
             raise GoldmineError(f"{p}: not found")
-        if p.is_dir() and _dataset_files(p) is not None:
-            found = _dataset_files(p)
+        dataset = _dataset_files(p, dataset_splits) if p.is_dir() else None
+        if dataset is not None:
+            found = dataset
             if not found:
-                raise GoldmineError(f"{p}: the prepared dataset has no train or val rows")
+                raise GoldmineError(f"{p}: the prepared dataset has no {'/'.join(dataset_splits)}"
+                                    " rows")
         elif p.is_dir():
             found = sorted(f for f in p.rglob("*")
-                           if f.suffix.lower() in SUPPORTED and f.is_file() and not _hidden(f, p))
+                           if f.suffix.lower() in suffixes and f.is_file() and not _hidden(f, p))
             if not found:
-                raise GoldmineError(f"{p}: folder holds no {', '.join(SUPPORTED)} files")
+                raise GoldmineError(f"{p}: folder holds no {supported} files")
         else:
-            if p.suffix.lower() not in SUPPORTED:
+            if p.suffix.lower() not in suffixes:
                 raise GoldmineError(f"{p}: unsupported file type {p.suffix or '(no extension)'!r};"
-                                    f" supported: {', '.join(SUPPORTED)}")
+                                    f" supported: {supported}")
             found = [p]
         for f in found:
             if f.stat().st_size == 0:

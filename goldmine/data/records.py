@@ -270,10 +270,12 @@ class Processor:
 
 
 def _check_conversation(msgs: list[dict[str, str]]) -> None:
+    """A conversation starts with the user (after an optional system message), alternates,
+    and ends with the assistant; no message is empty."""
+    empty = next((m["role"] for m in msgs if not m["content"]), None)
+    if empty:
+        raise Rejected("empty message", f"a {empty} message is empty after cleaning")
     roles = [m["role"] for m in msgs]
-    if any(not m["content"] for m in msgs):
-        raise Rejected("empty message", f"a {roles[[bool(m['content']) for m in msgs].index(False)]}"
-                       " message is empty after cleaning")
     body = roles[1:] if roles[0] == "system" else roles
     if "system" in body:
         raise Rejected("bad messages", "a system message appears after the first message")

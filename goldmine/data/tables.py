@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from goldmine.data.readers import collect_files
 from goldmine.errors import GoldmineError
 
 TABLE_SUFFIXES = (".txt", ".md", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -88,45 +89,10 @@ class Encoding:
 
 
 # ------------------------------------------------------------------------------------ files
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def collect_table_files(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files and folders -> the files with a TABLE_SUFFIXES type, folders searched recursively
-    and sorted, hidden files and folders inside them skipped.
-
-    Raises GoldmineError for a missing path, an explicitly named file of an unsupported type, a
-    folder with no supported files, or an empty file.
-    """
-    inputs = list(inputs or [])
-    supported = ", ".join(TABLE_SUFFIXES)
-    if not inputs:
-        raise GoldmineError(f"no inputs given: name data files or folders ({supported})")
-    out: list[Path] = []
-    seen: set[Path] = set()
-    for raw in inputs:
-        p = Path(raw)
-        if not p.exists():
-            raise GoldmineError(f"{p}: not found")
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in TABLE_SUFFIXES
-                           and f.is_file() and not _hidden(f, p))
-            if not found:
-                raise GoldmineError(f"{p}: folder holds no {supported} files")
-        else:
-            if p.suffix.lower() not in TABLE_SUFFIXES:
-                raise GoldmineError(f"{p}: unsupported file type {p.suffix or '(no extension)'!r};"
-                                    f" supported: {supported}")
-            found = [p]
-        for f in found:
-            if f.stat().st_size == 0:
-                raise GoldmineError(f"{f}: file is empty (0 bytes)")
-            key = f.resolve()
-            if key not in seen:
-                seen.add(key)
-                out.append(f)
-    return out
+    """Files and folders -> the files with a TABLE_SUFFIXES type (see readers.collect_files);
+    a folder written by `goldmine data prepare` gives its train, val and test files."""
+    return collect_files(inputs, TABLE_SUFFIXES, dataset_splits=("train", "val", "test"))
 
 
 # --------------------------------------------------------------------------------- encoding

@@ -388,3 +388,17 @@ def test_token_length_filter(tmp_path, workspace):
                                         min_tokens=3))
     assert res["counts"]["rejected_by_reason"] == {"too many tokens": 1, "too few tokens": 1} or \
         res["counts"]["rejected_by_reason"] == {"too many tokens": 1}
+
+
+def test_a_prepared_dataset_can_be_prepared_again(tmp_path):
+    """Its folder stands for its split files, not its reports and rejects."""
+    rows = make_reviews(10)
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows)
+                    + "not json\n")
+    first = prepare_dataset(kind="classify", inputs=[str(path)], out=str(tmp_path / "a"))
+    again = prepare_dataset(kind="classify", inputs=[str(tmp_path / "a")], out=str(tmp_path / "b"),
+                            balance="under")
+    assert [Path(i["path"]).name for i in again["inputs"]] == ["train.jsonl", "val.jsonl",
+                                                               "test.jsonl"]
+    assert again["counts"]["read"] == first["counts"]["kept"] == 30
