@@ -22,6 +22,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) bench/pretrain_step.py
 	$(PY) bench/shakespeare_char.py --data ../shared/datasets/tiny-shakespeare/input.txt
+	$(PY) bench/data_prepare.py
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev

@@ -348,6 +348,8 @@ def _status(s: str) -> str:
 
 def _headline(run: dict) -> str:
     m = run["metrics"]
+    if m.get("kept") is not None and m.get("read") is not None:
+        return f"kept {m['kept']:,} of {m['read']:,} rows"
     for key, label in (("val_loss", "val loss"), ("vocab_size", "vocab"),
                        ("train_tokens", "train tokens"), ("tokens_per_s", "tok/s")):
         if m.get(key) is not None:

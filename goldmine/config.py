@@ -254,7 +254,8 @@ class PrepareConfig(Config):
     encoding: str = opt("auto", "input encoding: auto (UTF-8, BOMs, GB18030/GBK, then cp1252 and "
                         "latin-1 as the stated fallback) or a codec name such as gb18030")
     # cleaning and filters
-    normalize: bool = opt(True, "Unicode NFKC, control characters and whitespace clean-up")
+    normalize: bool = opt(True, "Unicode NFKC (full-width letters and digits to ASCII, ligatures "
+                          "split); control characters and whitespace are tidied either way")
     strip_html: bool = opt(True, "remove HTML tags, scripts, styles and comments; decode entities")
     pii: bool = opt(True, "replace e-mails, phones, Chinese ID numbers, card numbers, IP addresses "
                     "and URL credentials with typed placeholders such as <EMAIL>")
@@ -290,7 +291,7 @@ class PrepareConfig(Config):
     test_fraction: float | None = opt(None, "share of rows for test (default: 0.1 for "
                                       "classify/chat, 0 for text)")
     folds: int = opt(0, "write stratified K-fold indices over train (a `fold` field) for "
-                     "cross-validation; with folds, val defaults to 0")
+                     "cross-validation; 0: off (with folds, --val-fraction is 0 unless given)")
     seed: int = opt(0, "random seed for splits, folds, balancing and augmentation")
     # run
     workers: int = opt(0, "processes for cleaning and hashing; 0: one per CPU core when the "

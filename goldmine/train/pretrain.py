@@ -230,6 +230,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         write_json(run_dir / "config.json", {"pretrain": cfg.to_dict(), "model": mcfg.to_dict()})
         run.set_config({**cfg.to_dict(), "resolved_model": mcfg.to_dict()})
         run.add_parent_from_path(shards_dir)
+        run.add_parent_from_path(cfg.data)  # raw text tokenized here: a prepared dataset, say
         run.add_parent_from_path(cfg.tokenizer)
         run.log_metrics({"params": model.num_params(), "flops_per_token": flops_tok,
                          "tokens_per_step": world_tokens, "device": str(device),

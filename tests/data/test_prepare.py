@@ -304,9 +304,15 @@ def test_tokenizer_and_shards_read_a_prepared_dataset_and_record_it_as_parent(tm
     assert shards["documents"] == ds["counts"]["kept"]
     meta = json.loads((tmp_path / "shards" / "meta.json").read_text())
     assert meta["split"] == "dataset" and meta["val"]["tokens"] > 0
+    from goldmine.config import PretrainConfig
+    from goldmine.train.pretrain import pretrain
+
+    trained = pretrain(PretrainConfig.from_preset("test"), data=str(tmp_path / "ds"),
+                       tokenizer=tok["tokenizer"], max_steps=2, block_size=16)
     reg = Registry()
     assert ds["run_id"] in reg.get(tok["run_id"])["parents"]
     assert ds["run_id"] in reg.get(shards["run_id"])["parents"]
+    assert ds["run_id"] in reg.get(trained["run_id"])["parents"]
 
 
 def test_parquet_in_and_out(tmp_path):
