@@ -41,6 +41,10 @@ def make_reviews(n_per_label=30):
     return rows
 
 
+def write_reviews(path: Path, rows) -> None:
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+
+
 def check_accounting(out: Path, manifest: dict):
     """kept + duplicates + rejected = read, and the files agree with the counts."""
     c = manifest["counts"]
@@ -140,7 +144,7 @@ def test_drawn_splits_never_share_near_duplicates(tmp_path):
             for i in range(len(short))]
     rows = base + [(t.replace("fast", "quickly", 1), lab) for t, lab in base[::3]]
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    write_reviews(path, rows)
     res = prepare_dataset(PrepareConfig(kind="classify", inputs=[str(path)], out=str(tmp_path / "ds")))
     from goldmine.data.dedup import MinHasher, jaccard_estimate
 
@@ -158,7 +162,7 @@ def test_balance_augment_and_folds(tmp_path):
     rows = make_reviews(40)
     rows = rows[:40] + rows[40:52] + rows[80:86]  # 40 positive, 12 negative, 6 neutral
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    write_reviews(path, rows)
     res = prepare_dataset(PrepareConfig(kind="classify", inputs=[str(path)], out=str(tmp_path / "o"),
                                         balance="over", augment=2, folds=4, seed=3))
     out = tmp_path / "o"
@@ -190,7 +194,7 @@ def test_undersampling_is_accounted_as_rejection(tmp_path):
     rows = make_reviews(30)
     rows = rows[:30] + rows[30:40] + rows[60:70]  # 30 positive, 10 negative, 10 neutral
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    write_reviews(path, rows)
     res = prepare_dataset(PrepareConfig(kind="classify", inputs=[str(path)], out=str(tmp_path / "o"),
                                         balance="under"))
     rejected, _ = check_accounting(tmp_path / "o", res)
@@ -334,7 +338,7 @@ def test_workers_give_the_same_dataset(tmp_path):
     rows = make_reviews(40)
     rows += [(t + " Contact: x@y.org", lab) for t, lab in rows[:10]]
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    write_reviews(path, rows)
     outs = []
     for w in (1, 2):
         res = prepare_dataset(PrepareConfig(kind="classify", inputs=[str(path)], workers=w,
