@@ -8,6 +8,9 @@ and/or keyword overrides and returns the same dict the command prints with --jso
     goldmine.train_tokenizer(cfg)               goldmine tokenizer train
     goldmine.tokenize_corpus(cfg)               goldmine data tokenize
     goldmine.pretrain(cfg, **overrides)         goldmine pretrain
+    goldmine.finetune_classify(cfg, **overrides)  goldmine finetune classify
+    goldmine.evaluate_classifier(cfg, **overrides)  goldmine evaluate
+    goldmine.predict(cfg, **overrides)          goldmine predict
     goldmine.generate_text(cfg, **overrides)    goldmine generate
     goldmine.quickstart(cfg, **overrides)       goldmine quickstart
     goldmine.load(ref) -> (model, tokenizer, checkpoint dir)
@@ -28,6 +31,10 @@ _API = {
     "tokenize_corpus": ("goldmine.data.shards", "tokenize_corpus"),
     "TokenShards": ("goldmine.data.shards", "TokenShards"),
     "pretrain": ("goldmine.train.pretrain", "pretrain"),
+    "finetune_classify": ("goldmine.train.finetune_classify", "finetune_classify"),
+    "evaluate_classifier": ("goldmine.eval.classify", "evaluate_classifier"),
+    "predict": ("goldmine.predict", "predict"),
+    "Classifier": ("goldmine.classifier", "Classifier"),
     "generate_text": ("goldmine.generate", "generate_text"),
     "generate": ("goldmine.generate", "generate"),
     "quickstart": ("goldmine.quickstart", "quickstart"),

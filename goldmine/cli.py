@@ -16,7 +16,10 @@ from typing import Any
 
 from goldmine.config import (
     Config,
+    EvaluateConfig,
+    FinetuneClassifyConfig,
     GenerateConfig,
+    PredictConfig,
     PrepareConfig,
     PretrainConfig,
     QuickstartConfig,
@@ -45,6 +48,16 @@ EXAMPLES = {
                 "  goldmine pretrain --data input.txt --tokenizer tok --preset shakespeare-char\n"
                 "  goldmine pretrain --resume latest                  # after a crash or Ctrl-C\n"
                 "  torchrun --nproc-per-node 8 -m goldmine pretrain --data shards --preset gpt2-124m",
+    "finetune classify": "examples:\n"
+                         "  goldmine finetune classify --data reviews            # the embedded MiniLM\n"
+                         "  goldmine finetune classify --data reviews --preset lora --class-weights auto\n"
+                         "  goldmine finetune classify --data tickets.csv --text-column body "
+                         "--label-column intent --model path/to/hf-encoder",
+    "evaluate": "examples:\n"
+                "  goldmine evaluate --model RUN_ID --data reviews                 # test split\n"
+                "  goldmine evaluate --model RUN_ID --data reviews --baseline EVAL_RUN "
+                "--max-drop f1_macro=0.5",
+    "predict": "example:\n  goldmine predict --model RUN_ID new_reviews.csv --out labelled.csv",
     "generate": "examples:\n  goldmine generate --model RUN_ID --prompt 'The wool scarf'\n"
                 "  goldmine generate --model runs/pretrain-.../checkpoints/best --preset greedy",
 }
@@ -311,6 +324,65 @@ def cmd_generate(args):
              f"{f' ({tps:,.0f} tok/s)' if tps else ''} · run {res['run_id']}[/dim]")
 
 
+def cmd_finetune_classify(args):
+    from goldmine.train.finetune_classify import finetune_classify
+
+    res = finetune_classify(config_from_args(args, FinetuneClassifyConfig))
+
+    def render(r):
+        val = r.get("val") or {}
+        rows = [("run", r["run_id"]), ("model", r["model_dir"]),
+                ("labels", f"{len(r['labels'])}: " + ", ".join(r["labels"][:10])
+                 + (" ..." if len(r["labels"]) > 10 else "")),
+                ("steps", f"{r['steps']:,} ({r['stop_reason']})"
+                          + (f"; best at step {r['best_step']:,}" if r.get("best_step") else "")),
+                *[(f"val {k}", v) for k, v in val.items()],
+                ("examples/s", r["examples_per_s"]),
+                ("trainable parameters", f"{r['trainable_params']:,} of {r['total_params']:,}")]
+        if r.get("val_from_train"):
+            rows.append(("validation", "held out from train (the data has no val split)"))
+        if any(r.get("truncated", {}).values()):
+            rows.append(("truncated", ", ".join(f"{k} {v:,}" for k, v in r["truncated"].items())))
+        c = _console()
+        if r["stop_reason"] == "interrupted":
+            c.print(_kv_table("fine-tuning interrupted", rows))
+            c.print(f"\ncontinue with: goldmine finetune classify --resume {r['run_id']}")
+        else:
+            c.print(_kv_table("fine-tuning done", rows))
+            c.print(f"\nnext: goldmine evaluate --model {r['run_id']} --data ...")
+
+    emit(res, args.json, render)
+    if res["stop_reason"] == "interrupted":
+        raise KeyboardInterrupt  # exit status 130, as for any interrupted command
+
+
+def cmd_evaluate(args):
+    from goldmine.eval.classify import evaluate_classifier
+
+    res = evaluate_classifier(config_from_args(args, EvaluateConfig))
+
+    def render(r):
+        m = r["metrics"]
+        rows = [("run", r["run_id"]), ("data", f"{r['data']['path']} ({r['data'].get('split') or 'file'}, "
+                                              f"{r['data']['n']:,} examples)")]
+        rows += [(k, v) for k, v in m.items() if isinstance(v, (int, float))]
+        rows.append(("report", f"{r['run_dir']}/report.md"))
+        _console().print(_kv_table("evaluation", rows))
+
+    emit(res, args.json, render)
+
+
+def cmd_predict(args):
+    from goldmine.predict import predict
+
+    res = predict(config_from_args(args, PredictConfig))
+    emit(res, args.json, lambda r: _console().print(_kv_table(
+        f"predictions written (run {r['run_id']})",
+        [("files", ", ".join(map(str, r["outputs"]))), ("rows", r["rows"]),
+         ("rows without text", r["errors"]), ("labels", r["labels_count"]),
+         ("rows/s", r["rows_per_s"])])))
+
+
 def cmd_quickstart(args):
     from goldmine.quickstart import quickstart
 
@@ -457,6 +529,17 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "pretrain", PretrainConfig, cmd_pretrain,
             "pretrain a Llama-style GPT from scratch (resumable; torchrun for many processes)")
     command(sub, "generate", GenerateConfig, cmd_generate, "sample text from a trained model")
+
+    ft = sub.add_parser("finetune", help="adapt an existing model: text classification",
+                        formatter_class=_Formatter)
+    fsub = ft.add_subparsers(dest="finetune_command", metavar="COMMAND", required=True)
+    command(fsub, "classify", FinetuneClassifyConfig, cmd_finetune_classify,
+            "fine-tune a BERT-family encoder (default: the embedded MiniLM) for text "
+            "classification; full or LoRA", "finetune classify")
+    command(sub, "evaluate", EvaluateConfig, cmd_evaluate,
+            "metrics of a classifier on labelled data, a report, and a gate against a baseline")
+    command(sub, "predict", PredictConfig, cmd_predict,
+            "label files with a fine-tuned classifier (streamed)")
 
     runs = sub.add_parser("runs", help="the run registry: list, show, compare",
                           formatter_class=_Formatter)

@@ -547,6 +547,113 @@ class GenerateConfig(Config):
 
 
 @dataclass
+class FinetuneClassifyConfig(Config):
+    """goldmine finetune classify: fine-tune a BERT-family encoder (or LoRA adapters on it) for
+    text classification; the result loads with transformers' AutoModelForSequenceClassification."""
+
+    data: str | None = opt(None, "a prepared classify dataset (`goldmine data prepare --kind "
+                           "classify`) or a .csv/.tsv/.jsonl file with text and label columns")
+    model: str = opt("minilm", "backbone: minilm (the embedded all-MiniLM-L6-v2) or a local "
+                     "Hugging Face encoder directory (BERT, MiniLM, RoBERTa, ...)")
+    out: str | None = opt(None, "output directory (default: the run directory under GOLDMINE_HOME)")
+    text_column: str = opt("text", "raw files: column holding the text")
+    label_column: str = opt("label", "raw files: column holding the label")
+    val_fraction: float = opt(0.1, "when the data has no validation split, hold out this share "
+                              "of train (stratified, seeded) and say so")
+    max_length: int = opt(128, "truncate longer texts to this many tokens (counted and reported)")
+    # optimisation
+    epochs: float = opt(3.0, "passes over the training set (fractions allowed)")
+    max_steps: int | None = opt(None, "stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = opt(32, "examples per optimizer step")
+    learning_rate: float = opt(5e-5, "peak learning rate (LoRA: use ~1e-3)")
+    weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and LayerNorm)")
+    warmup_ratio: float = opt(0.06, "share of the steps with a linear warmup")
+    schedule: str = opt("linear", "decay after warmup", choices=["linear", "cosine", "constant"])
+    grad_clip: float = opt(1.0, "clip the global gradient norm (0: off)")
+    class_weights: str = opt("none", "none, or auto: weight the loss by inverse label frequency "
+                             "(for skewed labels)", choices=["none", "auto"])
+    group_by_length: bool = opt(True, "batch texts of similar length together (less padding)")
+    # LoRA
+    lora: bool = opt(False, "train LoRA adapters (peft) and the classification head only")
+    lora_r: int = opt(8, "LoRA rank")
+    lora_alpha: int = opt(16, "LoRA scaling alpha")
+    lora_dropout: float = opt(0.1, "LoRA dropout")
+    # evaluation, early stopping, checkpoints
+    eval_every: int | None = opt(None, "evaluate every N steps (default: once per epoch)")
+    metric: str = opt("f1_macro", "validation metric for best-checkpoint selection and early "
+                      "stopping", choices=["f1_macro", "accuracy", "loss"])
+    patience: int = opt(3, "stop after this many evaluations without improvement (0: never)")
+    seed: int = opt(42, "random seed (head initialisation, shuffling, dropout)")
+    device: str = opt("auto", "device: " + DEVICES)
+    resume: str | None = opt(None, "continue an interrupted run: its run id or directory")
+
+    presets: ClassVar = {
+        "default": {},
+        "lora": {"lora": True, "learning_rate": 1e-3},
+        "test": {"epochs": 1.0, "batch_size": 8, "max_length": 32, "patience": 0},
+    }
+    preset_help: ClassVar = {
+        "default": "full fine-tuning, 3 epochs, lr 5e-5",
+        "lora": "LoRA adapters (r=8) and the head, lr 1e-3",
+        "test": "one short epoch: for tests",
+    }
+
+    def validate(self):
+        super().validate()
+        if not 0.0 < self.val_fraction < 1.0:
+            raise GoldmineError(f"val_fraction: must be between 0 and 1, got {self.val_fraction}")
+        for name in ("batch_size", "max_length", "lora_r"):
+            if getattr(self, name) < 1:
+                raise GoldmineError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise GoldmineError("epochs and learning_rate must be > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise GoldmineError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class EvaluateConfig(Config):
+    """goldmine evaluate: metrics of a trained model on labelled data, a report, and a gate
+    against a baseline run."""
+
+    model: str | None = opt(None, "a fine-tuned classifier: its run id or directory")
+    data: str | None = opt(None, "a prepared dataset (its test split, else val) or a "
+                           ".csv/.tsv/.jsonl file with text and label columns")
+    split: str | None = opt(None, "which split of a prepared dataset (default: test, else val)")
+    text_column: str = opt("text", "raw files: column holding the text")
+    label_column: str = opt("label", "raw files: column holding the label")
+    batch_size: int = opt(64, "examples per forward pass")
+    max_length: int | None = opt(None, "truncate texts to this many tokens (default: as trained)")
+    out: str | None = opt(None, "output directory (default: the run directory under GOLDMINE_HOME)")
+    baseline: str | None = opt(None, "an earlier evaluate run (id or directory) on the same data "
+                               "to compare with")
+    max_drop: list[str] = opt([], "with --baseline: fail (exit 3) when a metric drops by more "
+                              "than this many points (percentage points), e.g. f1_macro=0.5")
+    device: str = opt("auto", "device: " + DEVICES)
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "test split, batch 64"}
+
+
+@dataclass
+class PredictConfig(Config):
+    """goldmine predict: label a file with a fine-tuned classifier (streamed)."""
+
+    model: str | None = opt(None, "a fine-tuned classifier: its run id or directory")
+    inputs: list[str] = opt([], "CSV/TSV/JSONL/TXT files to label", positional=True,
+                            metavar="INPUT")
+    out: str | None = opt(None, "output file (.jsonl or .csv; default: INPUT.predictions.jsonl)")
+    text_column: str = opt("text", "column holding the text")
+    batch_size: int = opt(64, "examples per forward pass")
+    max_length: int | None = opt(None, "truncate texts to this many tokens (default: as trained)")
+    top_k: int | None = opt(None, "keep only the k most likely labels' probabilities (default: all)")
+    device: str = opt("auto", "device: " + DEVICES)
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "all probabilities, batch 64"}
+
+
+@dataclass
 class QuickstartConfig(Config):
     """goldmine quickstart: sample data -> tokenizer -> pretraining -> samples, end to end."""
 

