@@ -153,6 +153,19 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def resumed(cls, saved: dict[str, Any], explicit: dict[str, Any], overridable: set[str],
+            where: str):
+    """A resumed run's config: the saved one, with the options given now applied. Options
+    outside `overridable` must not change (a GoldmineError names them)."""
+    cfg = cls().update(saved, where=where)
+    changed = {k: v for k, v in explicit.items() if getattr(cfg, k) != v}
+    fixed = sorted(set(changed) - overridable)
+    if fixed:
+        raise GoldmineError(f"--resume continues the saved run; these options cannot change: "
+                            f"{', '.join(fixed)} (start a new run instead)")
+    return cfg.update(changed)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():

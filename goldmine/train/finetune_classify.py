@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from goldmine.checkpoint import load_optimizer, load_rng, optimizer_tensors, replace_dir
-from goldmine.config import FinetuneClassifyConfig, field_default
+from goldmine.config import FinetuneClassifyConfig, field_default, resumed
 from goldmine.errors import GoldmineError
 from goldmine.files import read_json, write_json
 from goldmine.hf import LORA_TARGETS, MINILM, model_type, quiet_transformers, resolve_encoder
@@ -425,13 +425,8 @@ def resumed_config(ckpt: Path, explicit: dict[str, Any]) -> FinetuneClassifyConf
     state = read_json(ckpt / "trainer.json", "trainer.json")
     if state.get("format") != STATE_FORMAT:
         raise GoldmineError(f"{ckpt / 'trainer.json'}: not a finetune classify checkpoint")
-    saved = FinetuneClassifyConfig().update(state["config"], where=str(ckpt / "trainer.json"))
-    changed = {k: v for k, v in explicit.items() if getattr(saved, k) != v}
-    fixed = sorted(set(changed) - RESUME_OVERRIDABLE)
-    if fixed:
-        raise GoldmineError(f"--resume continues the saved run; these options cannot change: "
-                            f"{', '.join(fixed)} (start a new run instead)")
-    return saved.update(changed)
+    return resumed(FinetuneClassifyConfig, state["config"], explicit, RESUME_OVERRIDABLE,
+                   str(ckpt / "trainer.json"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from goldmine.checkpoint import (
     save_checkpoint,
     write_json,
 )
-from goldmine.config import PretrainConfig, field_default, parse_duration
+from goldmine.config import PretrainConfig, field_default, parse_duration, resumed
 from goldmine.errors import GoldmineError
 from goldmine.model import GPT, GPTConfig
 from goldmine.progress import console, human_count, info, progress_bar
@@ -115,13 +115,8 @@ def find_resume_checkpoint(ref: str) -> tuple[Path, str | None]:
 
 def resumed_config(ckpt: Path, explicit: dict[str, Any]) -> PretrainConfig:
     state = read_json(ckpt / "trainer.json", "trainer.json")
-    saved = PretrainConfig().update(state["config"], where=str(ckpt / "trainer.json"))
-    changed = {k: v for k, v in explicit.items() if getattr(saved, k) != v}
-    fixed = sorted(set(changed) - RESUME_OVERRIDABLE)
-    if fixed:
-        raise GoldmineError(f"--resume continues the saved run; these options cannot change: "
-                            f"{', '.join(fixed)} (start a new run instead)")
-    return saved.update(changed)
+    return resumed(PretrainConfig, state["config"], explicit, RESUME_OVERRIDABLE,
+                   str(ckpt / "trainer.json"))
 
 
 # ---------------------------------------------------------------------------------------------
