@@ -153,6 +153,15 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def explicit_options(base: Config, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The options a caller set: fields of `base` that differ from their defaults, then
+    `overrides` (what `--resume` may compare with the saved run's config)."""
+    defaults = type(base).__dataclass_fields__
+    out = {k: v for k, v in base.to_dict().items() if v != field_default(defaults[k])}
+    out.update({k.replace("-", "_"): v for k, v in overrides.items()})
+    return out
+
+
 def resumed(cls, saved: dict[str, Any], explicit: dict[str, Any], overridable: set[str],
             where: str):
     """A resumed run's config: the saved one, with the options given now applied. Options
@@ -647,6 +656,13 @@ class EvaluateConfig(Config):
     presets: ClassVar = {"default": {}}
     preset_help: ClassVar = {"default": "test split, batch 64"}
 
+    def validate(self):
+        super().validate()
+        if self.batch_size < 1:
+            raise GoldmineError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.max_length is not None and self.max_length < 1:
+            raise GoldmineError(f"max_length: must be >= 1, got {self.max_length}")
+
 
 @dataclass
 class PredictConfig(Config):
@@ -664,6 +680,13 @@ class PredictConfig(Config):
 
     presets: ClassVar = {"default": {}}
     preset_help: ClassVar = {"default": "all probabilities, batch 64"}
+
+    def validate(self):
+        super().validate()
+        if self.batch_size < 1:
+            raise GoldmineError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.top_k is not None and self.top_k < 1:
+            raise GoldmineError(f"top_k: must be >= 1, got {self.top_k}")
 
 
 @dataclass

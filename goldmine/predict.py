@@ -204,10 +204,6 @@ def predict(cfg: PredictConfig | None = None, **overrides: Any) -> dict[str, Any
 
     cfg = (cfg or PredictConfig()).update(overrides)
     cfg.validate()
-    if cfg.batch_size < 1:
-        raise GoldmineError(f"batch_size: must be >= 1, got {cfg.batch_size}")
-    if cfg.top_k is not None and cfg.top_k < 1:
-        raise GoldmineError(f"top_k: must be >= 1, got {cfg.top_k}")
     if not cfg.model:
         raise GoldmineError("model: give --model (a fine-tuned classifier's run id or directory)")
     files = collect_table_files(cfg.inputs)

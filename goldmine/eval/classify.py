@@ -510,10 +510,6 @@ def evaluate_classifier(cfg: EvaluateConfig | None = None, **overrides: Any) -> 
 
     cfg = (cfg or EvaluateConfig()).update(overrides)
     cfg.validate()
-    if cfg.batch_size < 1:
-        raise GoldmineError(f"batch_size: must be >= 1, got {cfg.batch_size}")
-    if cfg.max_length is not None and cfg.max_length < 1:
-        raise GoldmineError(f"max_length: must be >= 1, got {cfg.max_length}")
     max_drop = parse_max_drop(cfg.max_drop)
     if max_drop and not cfg.baseline:
         raise GoldmineError("max_drop: needs --baseline (an earlier evaluate run to compare "

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from goldmine.checkpoint import load_optimizer, load_rng, optimizer_tensors, replace_dir
-from goldmine.config import FinetuneClassifyConfig, field_default, resumed
+from goldmine.config import FinetuneClassifyConfig, explicit_options, resumed
 from goldmine.errors import GoldmineError
 from goldmine.files import read_json, write_json
 from goldmine.hf import LORA_TARGETS, MINILM, model_type, quiet_transformers, resolve_encoder
@@ -442,10 +442,7 @@ def finetune_classify(cfg: FinetuneClassifyConfig | None = None, *,
     (notebooks, tests).
     """
     base = cfg or FinetuneClassifyConfig()
-    fields_ = FinetuneClassifyConfig.__dataclass_fields__
-    explicit = {k: v for k, v in base.to_dict().items() if v != field_default(fields_[k])}
-    explicit.update({k.replace("-", "_"): v for k, v in overrides.items()})
-    explicit = _absolute_paths(explicit)
+    explicit = _absolute_paths(explicit_options(base, overrides))
     cfg = base.update(overrides, where="finetune classify")
     cfg.validate()
     cfg = cfg.update(_absolute_paths({"data": cfg.data, "model": cfg.model}))

@@ -35,7 +35,7 @@ from goldmine.checkpoint import (
     save_checkpoint,
     write_json,
 )
-from goldmine.config import PretrainConfig, field_default, parse_duration, resumed
+from goldmine.config import PretrainConfig, explicit_options, parse_duration, resumed
 from goldmine.errors import GoldmineError
 from goldmine.model import GPT, GPTConfig
 from goldmine.progress import console, human_count, info, progress_bar
@@ -129,9 +129,7 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides) -> dict[str, Any]:
     `PretrainConfig`; keyword arguments override its fields.
     """
     base = cfg or PretrainConfig()
-    explicit = {k: v for k, v in base.to_dict().items()
-                if v != field_default(PretrainConfig.__dataclass_fields__[k])}
-    explicit.update({k.replace("-", "_"): v for k, v in overrides.items()})
+    explicit = explicit_options(base, overrides)
     cfg = base.update(overrides)
     cfg.validate()
     resume_from, run_id = None, None
