@@ -1,7 +1,9 @@
 """Checkpoints: safetensors + JSON + tokenizer.json, written atomically, never unpickled.
 
     checkpoints/step-000500/
-      config.json           {"format": "goldmine-gpt/1", "model": {...GPTConfig...}}
+      config.json           {"format": "goldmine-gpt/1", "model": {...GPTConfig...},
+                             "data": {how text was framed}, "chat": {template; chat models}}
+      tokenizer_config.json chat models: the chat template in transformers' form
       model.safetensors     weights (a tied output head is stored once, as embed.weight)
       tokenizer.json        the tokenizer the model was trained with
       trainer.json          step, tokens seen, best val loss, pretrain config, optimizer hyper-
@@ -54,15 +56,21 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
 
 def save_checkpoint(path: str | Path, model, tokenizer_path: str | Path, trainer_state: dict,
                     optimizer: torch.optim.Optimizer | None = None,
-                    data: dict | None = None) -> Path:
+                    data: dict | None = None, chat: dict | None = None) -> Path:
     """`data`: how the training text was framed, e.g. {"bos": True, "eos": True}, so that
-    generation frames prompts the same way."""
+    generation frames prompts the same way. `chat`: the chat template (goldmine.chat) the model
+    was tuned with; also written as tokenizer_config.json for transformers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        write_json(tmp / "config.json", {"format": FORMAT, "model": model.config.to_dict(),
-                                         "data": data or {}})
+        meta = {"format": FORMAT, "model": model.config.to_dict(), "data": data or {}}
+        if chat:
+            from goldmine.chat import tokenizer_config
+
+            meta["chat"] = chat
+            write_json(tmp / "tokenizer_config.json", tokenizer_config(chat))
+        write_json(tmp / "config.json", meta)
         save_file(model_tensors(model), tmp / "model.safetensors", metadata={"format": "pt"})
         shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
         state = dict(trainer_state)
@@ -129,6 +137,8 @@ def resolve_checkpoint(ref: str | Path, which: str = "best") -> Path:
             raise GoldmineError(f"{ref}: no such checkpoint directory or run id") from None
     if is_checkpoint(p):
         return p
+    if is_checkpoint(p / "model"):  # a `finetune sft` run: its best model
+        return p / "model"
     ckdir = p / "checkpoints"
     steps = list_steps(ckdir)
     if which == "best" and is_checkpoint(ckdir / "best"):
@@ -167,10 +177,21 @@ def list_steps(ckdir: Path) -> list[Path]:
 
 
 def load_model(ref: str | Path, which: str = "best", device: str | torch.device = "cpu"):
-    """(GPT, Tokenizer, checkpoint dir) from a run id, run directory or checkpoint directory."""
+    """(GPT, Tokenizer, checkpoint dir) from a run id, run directory or checkpoint directory, or
+    a local Hugging Face Llama-family directory. `tokenizer.chat` is the chat template the model
+    was tuned with (`finetune sft`), or None."""
+    from goldmine.export import is_hf_model_dir, load_hf_causal_lm
     from goldmine.model import GPT, GPTConfig
+    from goldmine.progress import info
     from goldmine.tokenizer import Tokenizer
 
+    if Path(ref).is_dir() and is_hf_model_dir(Path(ref)):
+        model, tokenizer, added = load_hf_causal_lm(ref, device)
+        if added:
+            info(f"{ref}: added goldmine's special tokens {', '.join(added)} to the tokenizer "
+                 f"(vocabulary now {tokenizer.vocab_size:,})")
+        tokenizer.chat = None
+        return model, tokenizer, Path(ref)
     path = resolve_checkpoint(ref, which)
     meta = read_json(path / "config.json", "config.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -188,11 +209,16 @@ def load_model(ref: str | Path, which: str = "best", device: str | torch.device 
     tokenizer = Tokenizer.load(path / "tokenizer.json")
     # prompts start the way training documents did (a BOS token unless the shards had none)
     tokenizer.add_bos = bool((meta.get("data") or {}).get("bos", True))
+    tokenizer.chat = meta.get("chat")
     return model, tokenizer, path
 
 
 def load_weights(model, path: Path) -> None:
-    sd = _load_tensors(path)
+    load_weights_dict(model, _load_tensors(path), str(path))
+
+
+def load_weights_dict(model, sd: dict[str, torch.Tensor], path: str) -> None:
+    """Copy `sd` into the model, checking names and shapes; errors name `path`."""
     if model.config.tie_embeddings and "embed.weight" in sd:
         sd["head.weight"] = sd["embed.weight"]
     expected = model.state_dict()

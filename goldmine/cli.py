@@ -18,6 +18,7 @@ from goldmine.config import (
     Config,
     EvaluateConfig,
     FinetuneClassifyConfig,
+    FinetuneSFTConfig,
     GenerateConfig,
     PredictConfig,
     PrepareConfig,
@@ -53,12 +54,22 @@ EXAMPLES = {
                          "  goldmine finetune classify --data reviews --preset lora --class-weights auto\n"
                          "  goldmine finetune classify --data tickets.csv --text-column body "
                          "--label-column intent --model path/to/hf-encoder",
+    "finetune sft": "examples:\n"
+                    "  goldmine finetune sft --model PRETRAIN_RUN --data chats          # full\n"
+                    "  goldmine finetune sft --model path/to/hf-llama --data chats --preset lora "
+                    "--packing\n"
+                    "  goldmine finetune sft --resume latest              # after a crash or Ctrl-C",
     "evaluate": "examples:\n"
                 "  goldmine evaluate --model RUN_ID --data reviews                 # test split\n"
+                "  goldmine evaluate --model PRETRAIN_RUN --data corpus.txt        # perplexity\n"
+                "  goldmine evaluate --model SFT_RUN --data chats                  # answers\n"
+                "  goldmine evaluate --folds 5 --model minilm --data reviews-5fold "
+                "--finetune recipe.yaml\n"
                 "  goldmine evaluate --model RUN_ID --data reviews --baseline EVAL_RUN "
                 "--max-drop f1_macro=0.5",
     "predict": "example:\n  goldmine predict --model RUN_ID new_reviews.csv --out labelled.csv",
     "generate": "examples:\n  goldmine generate --model RUN_ID --prompt 'The wool scarf'\n"
+                "  goldmine generate --model SFT_RUN --prompt 'Where is my order?'   # chat\n"
                 "  goldmine generate --model runs/pretrain-.../checkpoints/best --preset greedy",
 }
 
@@ -299,7 +310,7 @@ def cmd_generate(args):
     if cfg.prompt == "-":
         cfg = cfg.update({"prompt": sys.stdin.read()})
     live = not args.json
-    state = {"sample": -1}
+    state = {"sample": -1, "chat": cfg.chat}
 
     def on_text(i, delta):
         if i != state["sample"]:
@@ -307,12 +318,13 @@ def cmd_generate(args):
                 sys.stdout.write("\n\n")
             if cfg.num_samples > 1:
                 sys.stdout.write(f"--- sample {i + 1} ---\n")
-            sys.stdout.write(cfg.prompt)
+            if not state["chat"]:  # a completion continues the prompt; a chat answer stands alone
+                sys.stdout.write(cfg.prompt)
             state["sample"] = i
         sys.stdout.write(delta)
         sys.stdout.flush()
 
-    res = generate_text(cfg, on_text=on_text if live else None)
+    res = generate_text(cfg, on_text=on_text if live else None, on_start=state.update)
     if args.json:
         emit(res, True, None)
     else:
@@ -356,10 +368,92 @@ def cmd_finetune_classify(args):
         raise KeyboardInterrupt  # exit status 130, as for any interrupted command
 
 
+def cmd_finetune_sft(args):
+    from goldmine.train.finetune_sft import finetune_sft
+
+    res = finetune_sft(config_from_args(args, FinetuneSFTConfig))
+
+    def render(r):
+        val = r.get("val") or {}
+        rows = [("run", r["run_id"]), ("model", r["model_dir"]),
+                ("steps", f"{r['steps']:,} ({r['stop_reason']})"
+                          + (f"; best at step {r['best_step']:,}" if r.get("best_step") else "")),
+                ("val answer loss", val.get("loss")), ("val answer perplexity", val.get("ppl")),
+                ("conversations", f"{r['train_conversations']:,} train / "
+                                  f"{r['val_conversations']:,} val"),
+                ("tokens/s", r["tokens_per_s"]),
+                ("trainable parameters", f"{r['trainable_params']:,} of {r['total_params']:,}")]
+        if r.get("val_from_train"):
+            rows.append(("validation", "held out from train (the data has no val split)"))
+        if any(r["truncated"].values()) or any(r["dropped"].values()):
+            rows.append(("cut / left out", ", ".join(
+                f"{k} {r['truncated'][k]:,} / {r['dropped'][k]:,}" for k in r["truncated"])))
+        c = _console()
+        if r["stop_reason"] == "interrupted":
+            c.print(_kv_table("fine-tuning interrupted", rows))
+            c.print(f"\ncontinue with: goldmine finetune sft --resume {r['run_id']}")
+        else:
+            c.print(_kv_table("fine-tuning done", rows))
+            c.print(f"\nnext: goldmine generate --model {r['run_id']} --prompt '...'  or  "
+                    f"goldmine evaluate --model {r['run_id']} --data ...")
+
+    emit(res, args.json, render)
+    if res["stop_reason"] == "interrupted":
+        raise KeyboardInterrupt  # exit status 130, as for any interrupted command
+
+
 def cmd_evaluate(args):
     from goldmine.eval.classify import evaluate_classifier
 
-    res = evaluate_classifier(config_from_args(args, EvaluateConfig))
+    cfg = config_from_args(args, EvaluateConfig)
+    if cfg.folds:  # K-fold cross-validation of a fine-tuning recipe
+        from rich.table import Table
+
+        from goldmine.eval.crossval import cross_validate
+
+        def render_folds(r):
+            t = Table()
+            names = list(r["mean"])
+            for col in ("fold", "run", "val rows", *names):
+                t.add_column(col, justify="left" if col == "run" else "right")
+            for f in r["folds"]:
+                t.add_row(str(f["fold"]), f["run_id"], f"{f['val_rows']:,}",
+                          *[f"{f['metrics'][k]:.4f}" for k in names])
+            t.add_row("[bold]mean ± std", "", "",
+                      *[f"[bold]{r['mean'][k]:.4f} ± {r['std'][k]:.4f}" for k in names])
+            c = _console()
+            c.print(_titled(f"{r['k']}-fold cross-validation (run {r['run_id']})", t))
+            c.print(f"report: {r['report']}")
+
+        emit(cross_validate(cfg), args.json, render_folds)
+        return
+    from goldmine.eval.lm import evaluate_lm, is_language_model
+
+    if cfg.model and is_language_model(cfg.model):  # a GPT: perplexity, or answers for chat
+        res = evaluate_lm(cfg)
+
+        def render_lm(r):
+            c = _console()
+            rows = [("run", r["run_id"]), ("model", r["model"]["path"]),
+                    ("data", ", ".join(r["data"]["files"])
+                     + (f" ({r['data']['split']})" if r["data"]["split"] else ""))]
+            rows += list(r["metrics"].items())
+            rows.append(("report", f"{r['run_dir']}/report.md"))
+            c.print(_kv_table("chat evaluation" if r["task"] == "sft" else "evaluation", rows))
+            if r["samples"]:
+                from rich.table import Table
+
+                t = Table(show_lines=True)
+                for col in ("last user message", "reference", "generated", "F1"):
+                    t.add_column(col, justify="right" if col == "F1" else "left",
+                                 overflow="fold")
+                for s in r["samples"]:
+                    t.add_row(s["prompt"], s["reference"], s["generated"], f"{s['f1']:.2f}")
+                c.print(_titled("samples (greedy)", t))
+
+        emit(res, args.json, render_lm)
+        return
+    res = evaluate_classifier(cfg)
 
     def render(r):
         m = r["metrics"]
@@ -530,14 +624,18 @@ def build_parser() -> argparse.ArgumentParser:
             "pretrain a Llama-style GPT from scratch (resumable; torchrun for many processes)")
     command(sub, "generate", GenerateConfig, cmd_generate, "sample text from a trained model")
 
-    ft = sub.add_parser("finetune", help="adapt an existing model: text classification",
+    ft = sub.add_parser("finetune", help="adapt an existing model: text classification, chat",
                         formatter_class=_Formatter)
     fsub = ft.add_subparsers(dest="finetune_command", metavar="COMMAND", required=True)
     command(fsub, "classify", FinetuneClassifyConfig, cmd_finetune_classify,
-            "fine-tune a BERT-family encoder (default: the embedded MiniLM) for text "
-            "classification; full or LoRA", "finetune classify")
+            "fine-tune a BERT-family encoder (default: the embedded MiniLM) or a goldmine GPT "
+            "for text classification; full or LoRA", "finetune classify")
+    command(fsub, "sft", FinetuneSFTConfig, cmd_finetune_sft,
+            "chat / instruction tuning of a GPT (goldmine run or local HF Llama-family dir): "
+            "loss on answers only; full or LoRA", "finetune sft")
     command(sub, "evaluate", EvaluateConfig, cmd_evaluate,
-            "metrics of a classifier on labelled data, a report, and a gate against a baseline")
+            "metrics of a classifier, a GPT (perplexity) or a chat model on held-out data, "
+            "k-fold cross-validation, a report, and a gate against a baseline")
     command(sub, "predict", PredictConfig, cmd_predict,
             "label files with a fine-tuned classifier (streamed)")
 

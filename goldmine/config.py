@@ -540,6 +540,10 @@ class GenerateConfig(Config):
     seed: int | None = opt(None, "random seed for reproducible sampling")
     device: str = opt("auto", "device: " + DEVICES)
     checkpoint: str = opt("best", "which checkpoint of a run: best, last or a step number")
+    chat: bool | None = opt(None, "send the prompt as a user message through the model's chat "
+                            "template and print the answer (default: when the model has one, "
+                            "i.e. after `finetune sft`)")
+    system: str | None = opt(None, "with --chat: a system message before the prompt")
 
     presets: ClassVar = {
         "balanced": {},
@@ -570,18 +574,22 @@ class GenerateConfig(Config):
 
 @dataclass
 class FinetuneClassifyConfig(Config):
-    """goldmine finetune classify: fine-tune a BERT-family encoder (or LoRA adapters on it) for
-    text classification; the result loads with transformers' AutoModelForSequenceClassification."""
+    """goldmine finetune classify: fine-tune a BERT-family encoder or a goldmine GPT (or LoRA
+    adapters on either) for text classification; the result loads with transformers'
+    AutoModelForSequenceClassification."""
 
     data: str | None = opt(None, "a prepared classify dataset (`goldmine data prepare --kind "
                            "classify`) or a .csv/.tsv/.jsonl file with text and label columns")
-    model: str = opt("minilm", "backbone: minilm (the embedded all-MiniLM-L6-v2) or a local "
-                     "Hugging Face encoder directory (BERT, MiniLM, RoBERTa, ...)")
+    model: str = opt("minilm", "backbone: minilm (the embedded all-MiniLM-L6-v2), a local "
+                     "Hugging Face encoder directory (BERT, MiniLM, RoBERTa, ...), or a "
+                     "goldmine GPT run (a classification head on its last token)")
     out: str | None = opt(None, "output directory (default: the run directory under GOLDMINE_HOME)")
     text_column: str = opt("text", "raw files: column holding the text")
     label_column: str = opt("label", "raw files: column holding the label")
     val_fraction: float = opt(0.1, "when the data has no validation split, hold out this share "
                               "of train (stratified, seeded) and say so")
+    fold: int | None = opt(None, "cross-validation: validate on the train rows whose fold index "
+                           "(`goldmine data prepare --folds K`) is this one, train on the others")
     max_length: int = opt(128, "truncate longer texts to this many tokens (counted and reported)")
     # optimisation
     epochs: float = opt(3.0, "passes over the training set (fractions allowed)")
@@ -631,6 +639,76 @@ class FinetuneClassifyConfig(Config):
             raise GoldmineError("epochs and learning_rate must be > 0")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise GoldmineError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.fold is not None and self.fold < 0:
+            raise GoldmineError(f"fold: must be >= 0, got {self.fold}")
+
+
+@dataclass
+class FinetuneSFTConfig(Config):
+    """goldmine finetune sft: teach a GPT to answer in conversations (chat / instruction tuning),
+    with the loss on the assistant's tokens only; full fine-tuning or LoRA adapters."""
+
+    data: str | None = opt(None, "a prepared chat dataset (`goldmine data prepare --kind chat`) "
+                           "or a .jsonl file with a `messages` list per line")
+    model: str | None = opt(None, "the model to tune: a goldmine GPT run (id or directory) or a "
+                            "local Hugging Face causal-LM directory (Llama, Mistral, Qwen2)")
+    out: str | None = opt(None, "output directory (default: the run directory under GOLDMINE_HOME)")
+    val_fraction: float = opt(0.1, "when the data has no validation split, hold out this share "
+                              "of train (seeded) and say so")
+    max_length: int | None = opt(None, "longest training sequence in tokens (default: the "
+                                 "model's context); longer conversations are cut, and counted")
+    packing: bool = opt(False, "pack several conversations into each sequence of max_length "
+                        "(each attends only to itself): fewer pad tokens, faster epochs")
+    # optimisation
+    epochs: float = opt(3.0, "passes over the training set (fractions allowed)")
+    max_steps: int | None = opt(None, "stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = opt(8, "sequences per optimizer step")
+    learning_rate: float = opt(1e-4, "peak learning rate (LoRA: use ~1e-3)")
+    weight_decay: float = opt(0.0, "AdamW weight decay (not on norms and biases)")
+    warmup_ratio: float = opt(0.03, "share of the steps with a linear warmup")
+    schedule: str = opt("cosine", "decay after warmup", choices=["linear", "cosine", "constant"])
+    grad_clip: float = opt(1.0, "clip the global gradient norm (0: off)")
+    group_by_length: bool = opt(True, "batch conversations of similar length together")
+    # LoRA
+    lora: bool = opt(False, "train LoRA adapters (peft) instead of all weights")
+    lora_r: int = opt(8, "LoRA rank")
+    lora_alpha: int = opt(16, "LoRA scaling alpha")
+    lora_dropout: float = opt(0.05, "LoRA dropout")
+    lora_targets: list[str] = opt(["wqkv", "wo", "w13", "w2"], "layers that get adapters "
+                                  "(attention: wqkv, wo; MLP: w13, w2)")
+    # evaluation, early stopping, checkpoints
+    eval_every: int | None = opt(None, "evaluate every N steps (default: once per epoch)")
+    patience: int = opt(0, "stop after this many evaluations without a lower val loss (0: never)")
+    seed: int = opt(42, "random seed (shuffling, LoRA initialisation, dropout)")
+    device: str = opt("auto", "device: " + DEVICES)
+    resume: str | None = opt(None, "continue an interrupted run: its run id or directory")
+
+    presets: ClassVar = {
+        "default": {},
+        "lora": {"lora": True, "learning_rate": 1e-3},
+        "test": {"epochs": 1.0, "batch_size": 4, "max_length": 64},
+    }
+    preset_help: ClassVar = {
+        "default": "full fine-tuning, 3 epochs, lr 1e-4, cosine",
+        "lora": "LoRA adapters (r=8) on every linear layer, lr 1e-3",
+        "test": "one short epoch: for tests",
+    }
+
+    def validate(self):
+        super().validate()
+        if not 0.0 < self.val_fraction < 1.0:
+            raise GoldmineError(f"val_fraction: must be between 0 and 1, got {self.val_fraction}")
+        for name in ("batch_size", "lora_r"):
+            if getattr(self, name) < 1:
+                raise GoldmineError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.max_length is not None and self.max_length < 8:
+            raise GoldmineError(f"max_length: must be >= 8, got {self.max_length}")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise GoldmineError("epochs and learning_rate must be > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise GoldmineError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if not self.lora_targets:
+            raise GoldmineError("lora_targets: name at least one layer")
 
 
 @dataclass
@@ -638,9 +716,13 @@ class EvaluateConfig(Config):
     """goldmine evaluate: metrics of a trained model on labelled data, a report, and a gate
     against a baseline run."""
 
-    model: str | None = opt(None, "a fine-tuned classifier: its run id or directory")
+    model: str | None = opt(None, "what to evaluate, a run id or directory: a fine-tuned "
+                            "classifier, a GPT (perplexity on text) or a chat model from "
+                            "`finetune sft` (answer perplexity and samples); with --folds, the "
+                            "backbone to fine-tune")
     data: str | None = opt(None, "a prepared dataset (its test split, else val) or a "
-                           ".csv/.tsv/.jsonl file with text and label columns")
+                           ".csv/.tsv/.jsonl file with text and label columns (text files for "
+                           "a GPT)")
     split: str | None = opt(None, "which split of a prepared dataset (default: test, else val)")
     text_column: str = opt("text", "raw files: column holding the text")
     label_column: str = opt("label", "raw files: column holding the label")
@@ -651,6 +733,13 @@ class EvaluateConfig(Config):
                                "to compare with")
     max_drop: list[str] = opt([], "with --baseline: fail (exit 3) when a metric drops by more "
                               "than this many points (percentage points), e.g. f1_macro=0.5")
+    folds: int | None = opt(None, "K-fold cross-validation: fine-tune --model K times on a "
+                            "dataset prepared with --folds K, each time validating on one fold; "
+                            "reports mean ± std")
+    finetune: str | None = opt(None, "with --folds: a YAML file of `finetune classify` options "
+                               "(epochs, learning_rate, ...)")
+    samples: int = opt(8, "chat models: generations shown beside their references")
+    max_new_tokens: int = opt(128, "chat models: longest generation, in tokens")
     device: str = opt("auto", "device: " + DEVICES)
 
     presets: ClassVar = {"default": {}}
@@ -662,6 +751,9 @@ class EvaluateConfig(Config):
             raise GoldmineError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.max_length is not None and self.max_length < 1:
             raise GoldmineError(f"max_length: must be >= 1, got {self.max_length}")
+        if self.folds is not None and self.folds < 2:
+            raise GoldmineError(f"folds: must be >= 2 (each fold is validated on once), got "
+                                f"{self.folds}")
 
 
 @dataclass
@@ -691,7 +783,8 @@ class PredictConfig(Config):
 
 @dataclass
 class QuickstartConfig(Config):
-    """goldmine quickstart: sample data -> tokenizer -> pretraining -> samples, end to end."""
+    """goldmine quickstart: sample data -> tokenizer -> pretraining -> samples, and a sentiment
+    classifier fine-tuned from the embedded MiniLM and evaluated, end to end."""
 
     out: str | None = opt(None, "working directory for the sample data "
                           "(default: GOLDMINE_HOME/quickstart)")
@@ -703,12 +796,14 @@ class QuickstartConfig(Config):
     model: str = opt("tiny", "model preset", choices=list(MODEL_PRESETS))
     prompt: list[str] = opt(["The wool scarf", "User: Where is my order"],
                             "prompts to sample from at the end")
+    classify_steps: int = opt(80, "steps of fine-tuning the embedded MiniLM on the review "
+                              "sentiment data (0: skip the classification part)")
     device: str = opt("auto", "device: " + DEVICES)
 
     presets: ClassVar = {
         "default": {},
         "smoke": {"scale": 0.05, "vocab_size": 512, "max_steps": 8, "model": "test",
-                  "max_time": "60s"},
+                  "max_time": "60s", "classify_steps": 2},
     }
     preset_help: ClassVar = {"default": "about two minutes on a laptop CPU",
                              "smoke": "seconds: a check that everything is wired"}

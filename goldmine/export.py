@@ -8,9 +8,16 @@ both, so `transformers.LlamaForCausalLM` computes the same logits from the conve
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
+from goldmine.errors import GoldmineError
 from goldmine.model import GPTConfig
+
+# Hugging Face model families whose weights are Llama's, name for name (Qwen2 adds q/k/v biases)
+CAUSAL_LM_TYPES = ("llama", "mistral", "qwen2")
 
 
 def to_hf_config(cfg: GPTConfig, **extra):
@@ -50,7 +57,7 @@ def from_hf_config(hf) -> GPTConfig:
         rope_theta=float(theta),
         norm_eps=hf.rms_norm_eps,
         tie_embeddings=bool(getattr(hf, "tie_word_embeddings", False)),
-        attn_bias=bool(getattr(hf, "attention_bias", False)),
+        attn_bias=bool(getattr(hf, "attention_bias", False)) or hf.model_type == "qwen2",
     )
 
 
@@ -110,3 +117,110 @@ def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str,
                                               hf[h + "mlp.up_proj.weight"]], dim=0)
         sd[g + "mlp.w2.weight"] = hf[h + "mlp.down_proj.weight"]
     return sd
+
+
+# ---------------------------------------------------------------------------------------------
+# importing a local Hugging Face causal LM
+# ---------------------------------------------------------------------------------------------
+def is_hf_model_dir(path: Path) -> bool:
+    """A directory whose config.json is a Hugging Face one (it names a model_type)."""
+    f = Path(path) / "config.json"
+    if not f.is_file():
+        return False
+    try:
+        config = json.loads(f.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(config, dict) and "model_type" in config and "format" not in config
+
+
+def _hf_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        files = [path / name for name in shards]
+    elif (path / "model.safetensors").is_file():
+        files = [path / "model.safetensors"]
+    elif (path / "pytorch_model.bin").is_file():
+        raise GoldmineError(f"{path}: only pickle weights (pytorch_model.bin); goldmine loads "
+                            "safetensors only (re-save the model with save_pretrained)")
+    else:
+        raise GoldmineError(f"{path}: no model.safetensors (or its index) in this directory")
+    tensors: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            tensors.update(load_file(f))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise GoldmineError(f"{f}: corrupt or not a safetensors file ({e})") from None
+    return tensors
+
+
+def load_hf_causal_lm(path: str | Path, device: str | torch.device = "cpu"):
+    """(GPT, Tokenizer, added special tokens) from a local Llama-family directory.
+
+    The weights are mapped into goldmine's layout (same logits; tested against transformers).
+    goldmine's special and chat tokens are appended to a tokenizer that lacks them, and the
+    embedding (and output head) grow by as many rows, set to the mean of the existing rows: a
+    neutral start that fine-tuning then teaches.
+    """
+    from transformers import AutoConfig
+
+    from goldmine.checkpoint import load_weights_dict
+    from goldmine.model import GPT
+    from goldmine.tokenizer import with_special_tokens
+
+    path = Path(path)
+    try:
+        hf = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise GoldmineError(f"{path}: cannot read config.json ({str(e).splitlines()[0]})") from None
+    if hf.model_type not in CAUSAL_LM_TYPES:
+        raise GoldmineError(f"{path}: model_type {hf.model_type!r} is not supported; goldmine "
+                            f"loads the Llama family: {', '.join(CAUSAL_LM_TYPES)}")
+    if not (path / "tokenizer.json").is_file():
+        raise GoldmineError(f"{path}: no tokenizer.json (goldmine reads fast tokenizers only)")
+    cfg = from_hf_config(hf)
+    hf_sd = _hf_tensors(path)
+    if getattr(hf, "attention_bias", False) and any(
+            k.endswith("o_proj.bias") and v.abs().max() > 0 for k, v in hf_sd.items()):
+        raise GoldmineError(f"{path}: the attention output projections have biases, which "
+                            "goldmine's GPT does not")
+    try:
+        sd = from_hf_state_dict(hf_sd, cfg)
+    except KeyError as e:
+        raise GoldmineError(f"{path}: weights do not match config.json (missing {e})") from None
+    tokenizer, added = with_special_tokens(path / "tokenizer.json")
+    with torch.device("meta"):
+        model = GPT(cfg)
+    model = model.to_empty(device=device)
+    load_weights_dict(model, sd, str(path))
+    if added:
+        model = grow_vocab(model, max(tokenizer.vocab_size, cfg.vocab_size))
+    model.eval()
+    return model, tokenizer, added
+
+
+def grow_vocab(model, vocab_size: int):
+    """The model with `vocab_size` embedding (and head) rows; new rows = the mean of the old."""
+    from goldmine.model import GPT
+
+    old = model.config.vocab_size
+    if vocab_size <= old:
+        return model
+    cfg = GPTConfig.from_dict({**model.config.to_dict(), "vocab_size": vocab_size})
+    p = model.embed.weight
+    with torch.device("meta"):
+        grown = GPT(cfg)
+    grown = grown.to_empty(device=p.device)
+    sd = model.state_dict()
+    with torch.no_grad():
+        for name in ("embed.weight", "head.weight"):
+            w = sd[name]
+            sd[name] = torch.cat([w, w.mean(0, keepdim=True).expand(vocab_size - old, -1)])
+    grown.load_state_dict(sd)
+    if cfg.tie_embeddings:
+        grown.head.weight = grown.embed.weight
+    return grown

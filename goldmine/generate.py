@@ -104,16 +104,20 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
     return hold
 
 
-def stream(model, tokenizer, prompt: str, p: SamplingParams, use_cache: bool = True,
-           add_bos: bool | None = None, stats: dict | None = None) -> Iterator[str]:
-    """Text deltas of one sample; ends at EOS, a stop string or max_new_tokens.
+def stream(model, tokenizer, prompt: str | list[int], p: SamplingParams, use_cache: bool = True,
+           add_bos: bool | None = None, stats: dict | None = None,
+           stop_ids: set[int] | None = None) -> Iterator[str]:
+    """Text deltas of one sample; ends at EOS (or any of `stop_ids`), a stop string or
+    max_new_tokens.
 
-    `add_bos` (default: as the model's training data did) starts the prompt with BOS.
+    `prompt`: text, or token ids as they are (a chat prompt from goldmine.chat.prompt_ids).
+    `add_bos` (default: as the model's training data did) starts a text prompt with BOS.
     `stats`, if given, receives prompt_tokens and new_tokens.
     """
     if add_bos is None:
         add_bos = getattr(tokenizer, "add_bos", True)
-    prompt_ids = tokenizer.encode(prompt, bos=add_bos)
+    prompt_ids = list(prompt) if isinstance(prompt, list) else tokenizer.encode(prompt, bos=add_bos)
+    stop_ids = stop_ids or {tokenizer.eos_id}
     if len(prompt_ids) >= model.config.block_size:
         raise GoldmineError(f"prompt is {len(prompt_ids)} tokens; the model's context is "
                             f"{model.config.block_size} tokens: shorten the prompt")
@@ -125,7 +129,7 @@ def stream(model, tokenizer, prompt: str, p: SamplingParams, use_cache: bool = T
     for tok in sample_tokens(model, prompt_ids, p, 1, use_cache):
         t = int(tok[0])
         stats["new_tokens"] += 1
-        if t == tokenizer.eos_id:
+        if t in stop_ids:
             break
         out.append(t)
         text = tokenizer.decode(out)
@@ -147,16 +151,29 @@ def generate(model, tokenizer, prompt: str, p: SamplingParams | None = None, **k
     return "".join(stream(model, tokenizer, prompt, p or SamplingParams(**kw)))
 
 
+def answer(model, tokenizer, messages: list[dict[str, str]], p: SamplingParams | None = None,
+           stats: dict | None = None, **kw) -> str:
+    """The assistant's next message in a conversation, through the model's chat template."""
+    from goldmine import chat
+
+    return "".join(stream(model, tokenizer, chat.prompt_ids(tokenizer, messages),
+                          p or SamplingParams(**kw), stats=stats,
+                          stop_ids=chat.stop_ids(tokenizer)))
+
+
 def generate_text(cfg: GenerateConfig | None = None, **overrides) -> dict[str, Any]:
     """`goldmine generate`: load a model, sample num_samples completions, record the run.
 
-    `on_text` (in overrides) is called with every text delta as it is produced.
+    `on_text` (in overrides) is called with every text delta as it is produced; `on_start` with
+    {"chat": whether the prompt went through the chat template} before the first.
     """
     from goldmine.checkpoint import load_model
+    from goldmine.progress import info
     from goldmine.registry import start_run
     from goldmine.runtime import resolve_device
 
     on_text = overrides.pop("on_text", None)
+    on_start = overrides.pop("on_start", None)  # called with {"chat": bool} before sampling
     cfg = (cfg or GenerateConfig()).update(overrides)
     cfg.validate()
     if not cfg.model:
@@ -164,6 +181,19 @@ def generate_text(cfg: GenerateConfig | None = None, **overrides) -> dict[str, A
     device = resolve_device(cfg.device)
     model, tokenizer, ckpt = load_model(cfg.model, cfg.checkpoint, device)
     params = SamplingParams.from_config(cfg)
+    use_chat = cfg.chat if cfg.chat is not None else bool(getattr(tokenizer, "chat", None))
+    prompt, stops = cfg.prompt, None
+    if use_chat:
+        from goldmine import chat
+
+        if not getattr(tokenizer, "chat", None):
+            info(f"[yellow]{ckpt}: no chat template recorded (not tuned with `finetune sft`); "
+                 "rendering the prompt with goldmine's template anyway[/yellow]")
+        messages = [{"role": "system", "content": cfg.system}] if cfg.system else []
+        messages.append({"role": "user", "content": cfg.prompt})
+        prompt, stops = chat.prompt_ids(tokenizer, messages), chat.stop_ids(tokenizer)
+    if on_start:
+        on_start({"chat": use_chat})
     with start_run("generate", cfg.to_dict()) as run:
         run.add_parent_from_path(ckpt)
         samples, n_tokens = [], 0
@@ -172,14 +202,15 @@ def generate_text(cfg: GenerateConfig | None = None, **overrides) -> dict[str, A
             if params.seed is not None:
                 params.seed = cfg.seed + i
             parts, stats = [], {}
-            for delta in stream(model, tokenizer, cfg.prompt, params, stats=stats):
+            for delta in stream(model, tokenizer, prompt, params, stats=stats, stop_ids=stops):
                 parts.append(delta)
                 if on_text:
                     on_text(i, delta)
             n_tokens += stats["new_tokens"]
             samples.append("".join(parts))
         seconds = time.perf_counter() - t0
-        result = {"run_id": run.id, "model": str(ckpt), "prompt": cfg.prompt, "samples": samples,
+        result = {"run_id": run.id, "model": str(ckpt), "prompt": cfg.prompt, "chat": use_chat,
+                  "samples": samples,
                   "new_tokens": n_tokens, "seconds": seconds,
                   "tokens_per_s": n_tokens / seconds if seconds > 0 else None}
         run.log_metrics({"new_tokens": n_tokens, "seconds": seconds,

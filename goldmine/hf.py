@@ -1,12 +1,16 @@
-"""Local Hugging Face encoder directories: the embedded MiniLM, checks, and a quiet loader.
+"""Backbones for `finetune classify`: local Hugging Face encoders, the embedded MiniLM, goldmine
+GPT runs converted to Llama, checks, and a quiet loader.
 
     path = resolve_encoder("minilm")          # the all-MiniLM-L6-v2 that ships as a package
     path = resolve_encoder("models/bert-base") # or any local encoder directory
+    path, source = resolve_backbone("pretrain-20261123-...", workdir)  # a goldmine GPT run too
 
 Nothing here downloads: a backbone is always a directory on disk with config.json, tokenizer
-files and safetensors weights. Decoder-only models (GPT-2, Llama, Qwen, ...) are refused, even
-though transformers has sequence-classification heads for some of them: `finetune classify`
-fine-tunes BERT-family encoders.
+files and safetensors weights. A goldmine GPT (run id, run directory or checkpoint directory)
+is written once into `workdir` as a Hugging Face Llama directory, so transformers' Llama
+sequence-classification head (pooling the last non-pad token) fine-tunes it like an encoder.
+Other decoder-only directories (GPT-2, Llama, Qwen, ...) are refused: their tokenizers have no
+padding token and their framing is unknown to us.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from goldmine.errors import GoldmineError
 
 MINILM = "minilm"
+GPT_RUNS = "a goldmine GPT run (run id, run directory or checkpoint directory)"
 
 # model_type values (config.json) of the encoder families we fine-tune; each has an
 # AutoModelForSequenceClassification class in transformers.
@@ -85,7 +90,7 @@ def resolve_encoder(ref: str) -> Path:
     if kind not in ENCODER_TYPES:
         what = f"model_type {kind!r}" if kind else "no model_type in config.json"
         raise GoldmineError(f"model {ref}: {what} is not a supported encoder; supported: "
-                            f"{', '.join(ENCODER_TYPES)}")
+                            f"{', '.join(ENCODER_TYPES)}, or {GPT_RUNS}")
     if not any((path / f).is_file() for f in WEIGHT_FILES):
         if any((path / f).is_file() for f in PICKLE_WEIGHTS):
             raise GoldmineError(f"model {ref}: only pickle weights (pytorch_model.bin); goldmine "
@@ -94,6 +99,101 @@ def resolve_encoder(ref: str) -> Path:
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise GoldmineError(f"model {ref}: no tokenizer files (tokenizer.json, vocab.txt, ...)")
     return path
+
+
+def _is_gpt(path: Path) -> bool:
+    """A directory whose config.json is a goldmine GPT checkpoint's."""
+    from goldmine.checkpoint import FORMAT
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False  # not ours; resolve_encoder reports on it
+    return isinstance(config, dict) and config.get("format") == FORMAT
+
+
+def _holds_gpt(path: Path) -> bool:
+    """A checkpoint directory, a pretrain run (checkpoints/) or a `finetune sft` run (model/)."""
+    return _is_gpt(path) or (path / "checkpoints").is_dir() or _is_gpt(path / "model")
+
+
+def gpt_checkpoint(ref: str) -> Path | None:
+    """The checkpoint directory when `ref` names a goldmine GPT (a checkpoint directory, a run
+    directory or a run id of `pretrain` or `finetune sft`), else None: `ref` is then for
+    `resolve_encoder`."""
+    from goldmine.checkpoint import resolve_checkpoint
+
+    if ref == MINILM:
+        return None
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return resolve_checkpoint(path) if _holds_gpt(path) else None
+    if path.exists() or any(sep in ref for sep in ("/", "\\")) or ref.startswith("."):
+        return None  # a file or a missing path: resolve_encoder says what is wrong
+    from goldmine.registry import Registry
+
+    reg = Registry()
+    try:
+        row = reg.get(ref)
+    except GoldmineError:
+        raise GoldmineError(f"model {ref}: no such directory and no run with that id in "
+                            f"{reg.path} (give {MINILM}, a local Hugging Face encoder directory "
+                            f"or {GPT_RUNS}; nothing is downloaded)") from None
+    run_dir = Path(row["run_dir"])
+    if not _holds_gpt(run_dir):
+        raise GoldmineError(f"model {ref}: run {row['id']} is a `goldmine {row['command']}` run, "
+                            "not a GPT; give a `goldmine pretrain` (or `finetune sft`) run, "
+                            f"{MINILM} or a local Hugging Face encoder directory")
+    return resolve_checkpoint(run_dir)
+
+
+def gpt_to_hf(ckpt: Path, out: Path) -> Path:
+    """Write the goldmine GPT checkpoint `ckpt` into `out` as a Hugging Face Llama directory:
+    config (with goldmine's pad/bos/eos ids), safetensors weights, and a fast tokenizer that
+    frames a text the way pretraining framed documents (BOS and EOS per the checkpoint's
+    `data`), so the classifier's last token is the EOS that has read the whole text."""
+    from safetensors.torch import save_file
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    from goldmine.checkpoint import load_model
+    from goldmine.export import to_hf_config, to_hf_state_dict
+    from goldmine.files import read_json
+    from goldmine.tokenizer import SPECIAL_TOKENS, UNK_TOKEN
+
+    model, tok, path = load_model(ckpt, device="cpu")
+    framing = read_json(path / "config.json", "config.json").get("data") or {}
+    bos, eos = bool(framing.get("bos", True)), bool(framing.get("eos", True))
+    out.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        to_hf_config(model.config, pad_token_id=tok.pad_id, bos_token_id=tok.bos_id,
+                     eos_token_id=tok.eos_id, architectures=["LlamaForCausalLM"]
+                     ).save_pretrained(out)
+        save_file(to_hf_state_dict(model.state_dict(), model.config), out / "model.safetensors",
+                  metadata={"format": "pt"})
+        pad, bos_t, eos_t = SPECIAL_TOKENS[:3]
+        fast = PreTrainedTokenizerFast(
+            tokenizer_file=str(path / "tokenizer.json"), pad_token=pad, bos_token=bos_t,
+            eos_token=eos_t, unk_token=UNK_TOKEN if tok.unk_id is not None else None,
+            model_max_length=model.config.block_size,
+            model_input_names=["input_ids", "attention_mask"])  # Llama takes no token types
+        ids = [(bos_t, tok.bos_id)] * bos + [(eos_t, tok.eos_id)] * eos
+        single = " ".join([bos_t] * bos + ["$A"] + [eos_t] * eos)
+        pair = " ".join([single, "$B:1"] + [eos_t + ":1"] * eos)
+        fast.backend_tokenizer.post_processor = TemplateProcessing(
+            single=single, pair=pair, special_tokens=list(dict(ids).items()))
+        fast.save_pretrained(out)
+    return out
+
+
+def resolve_backbone(ref: str, workdir: Path) -> tuple[Path, Path | None]:
+    """(Hugging Face directory to fine-tune, the goldmine GPT checkpoint it was converted from
+    or None). Encoders are checked by `resolve_encoder` and used in place; a goldmine GPT is
+    converted into `workdir`/backbone."""
+    ckpt = gpt_checkpoint(ref)
+    if ckpt is None:
+        return resolve_encoder(ref), None
+    return gpt_to_hf(ckpt, Path(workdir) / "backbone"), ckpt
 
 
 @contextmanager

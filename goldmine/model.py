@@ -124,9 +124,10 @@ def rope_table(cfg: GPTConfig, length: int, device=None):
 
 
 def apply_rope(x, rot):
-    """x: (B, T, h, D) real; rot: (T, D/2) complex. One complex multiply rotates every pair."""
+    """x: (B, T, h, D) real; rot: (T, D/2) or (B, T, D/2) complex. One complex multiply rotates
+    every pair."""
     xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (B, T, h, D/2)
-    return torch.view_as_real(xc * rot[:, None, :]).flatten(-2).type_as(x)
+    return torch.view_as_real(xc * rot.unsqueeze(-2)).flatten(-2).type_as(x)
 
 
 class KVCache:
@@ -160,7 +161,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, rot, cache: KVCache | None = None):
+    def forward(self, x, rot, cache: KVCache | None = None, mask=None):
         B, T, _ = x.shape
         H, K, D = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.wqkv(x).view(B, T, H + 2 * K, D)               # (B, T, H + 2K, D)
@@ -174,7 +175,11 @@ class Attention(nn.Module):
             past = cache.pos
             k, v = cache.update(self.layer, k, v)                 # (B, K, past + T, D)
         gqa = K != H  # grouped-query attention: each key/value head serves H / K query heads
-        if past == 0:  # plain causal attention: SDPA's fused (flash) kernel
+        if mask is not None:  # packed sequences: causal within each, blind across them
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                enable_gqa=gqa)
+        elif past == 0:  # plain causal attention: SDPA's fused (flash) kernel
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0,
                 enable_gqa=gqa)
@@ -233,8 +238,8 @@ class Block(nn.Module):
         # no dropout module at all when p = 0: even a no-op dropout costs a kernel per call
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
-    def forward(self, x, rot, cache=None):
-        x = x + self.dropout(self.attn(self.attn_norm(x), rot, cache))
+    def forward(self, x, rot, cache=None, mask=None):
+        x = x + self.dropout(self.attn(self.attn_norm(x), rot, cache, mask))
         x = x + self.dropout(self.mlp(self.mlp_norm(x)))
         return x
 
@@ -270,11 +275,13 @@ class GPT(nn.Module):
             with torch.no_grad():
                 p.normal_(0.0, s, generator=gen)
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None):
+    def forward(self, idx, targets=None, cache: KVCache | None = None, segments=None):
         """idx: (B, T) token ids -> logits (B, T, V), or the mean cross-entropy if targets given.
 
         targets: (B, T) next-token ids, -100 where no loss is wanted. With a KV cache, idx holds
-        only the new tokens; their positions continue after the cached ones.
+        only the new tokens; their positions continue after the cached ones. segments: (B, T)
+        ids of the sequences packed into each row (non-decreasing along T): each token attends
+        only within its own sequence, and positions restart at 0 for each.
         """
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
@@ -282,10 +289,18 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
         if self.rope.device != idx.device:
             self.rope = self.rope.to(idx.device)
-        rot = self.rope[start:start + T]                          # (T, D/2) complex
+        rot, mask = self.rope[start:start + T], None              # (T, D/2) complex
+        if segments is not None:
+            pos = torch.arange(T, device=idx.device).expand(B, T)
+            first = torch.ones_like(segments, dtype=torch.bool)
+            first[:, 1:] = segments[:, 1:] != segments[:, :-1]   # a sequence starts here
+            starts = torch.cummax(torch.where(first, pos, 0), dim=1).values
+            rot = self.rope[pos - starts]                         # (B, T, D/2)
+            same = segments[:, :, None] == segments[:, None, :]   # (B, T, T)
+            mask = (same & torch.ones(T, T, dtype=torch.bool, device=idx.device).tril())[:, None]
         x = self.embed(idx)                                       # (B, T, C)
         for block in self.blocks:
-            x = block(x, rot, cache)
+            x = block(x, rot, cache, mask)
         if cache is not None:
             cache.pos += T
         x = self.norm(x)

@@ -1,6 +1,7 @@
 """`goldmine quickstart`: the whole path on data goldmine generates itself.
 
     sample data -> prepared corpus -> tokenizer -> token shards -> pretraining -> samples
+                -> prepared reviews -> MiniLM fine-tuned for sentiment -> its evaluation
 
 Each step is the same function its own command runs, and each records its own run, so
 `goldmine runs list` afterwards shows the lineage: shards came from the tokenizer, the model
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from goldmine.config import (
+    EvaluateConfig,
+    FinetuneClassifyConfig,
     GenerateConfig,
     PrepareConfig,
     PretrainConfig,
@@ -42,11 +45,12 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
     # with --out, every step writes inside it (out/tokenizer, out/shards, out/model) and a
     # re-run replaces the previous quickstart's files there; without, runs get their own dirs
     work = Path(cfg.out) if cfg.out else home() / "quickstart"
-    sub = {name: str(work / name) if cfg.out else None
-           for name in ("corpus", "tokenizer", "shards", "model")}
-    if cfg.out and (work / "model").exists():
-        shutil.rmtree(work / "model")
-    total = 6
+    names = ("corpus", "tokenizer", "shards", "model", "reviews", "sentiment", "sentiment-eval")
+    sub = {name: str(work / name) if cfg.out else None for name in names}
+    for name in ("model", "sentiment", "sentiment-eval"):  # runs refuse to overwrite a run
+        if cfg.out and (work / name).exists():
+            shutil.rmtree(work / name)
+    total = 8 if cfg.classify_steps else 6
     with start_run("quickstart", cfg.to_dict()) as run:
         _step(1, total, "sample data: an imaginary online shop (products, reviews, support chats, FAQ)")
         sample = generate_sample_data(work / "sample-data", seed=cfg.seed, scale=cfg.scale)
@@ -93,6 +97,8 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
             samples[prompt] = g["samples"][0]
             console.print(f"[bold]{prompt}[/bold]{g['samples'][0]}\n")
 
+        classified = _classify(cfg, sample, sub, total) if cfg.classify_steps else None
+
         result = {
             "run_id": run.id, "sample_data": sample["out_dir"], "dataset": ds["out"],
             "tokenizer": tok["tokenizer"],
@@ -100,21 +106,65 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
             "pretrain_dir": trained["run_dir"], "val_loss": trained["val_loss"],
             "val_ppl": trained["val_ppl"], "tokens_per_s": trained["tokens_per_s"],
             "mfu": trained["mfu"], "steps": trained["step"], "plot": trained["plot"],
-            "checkpoint": trained["checkpoint"], "samples": samples,
+            "checkpoint": trained["checkpoint"], "samples": samples, "classifier": classified,
         }
         run.log_metrics({k: result[k] for k in ("val_loss", "val_ppl", "tokens_per_s", "mfu", "steps")})
+        if classified:
+            run.log_metrics({f"sentiment_{k}": classified["metrics"][k]
+                             for k in ("accuracy", "f1_macro")})
+            run.add_parent_from_path(classified["run_dir"])
         for name in ("tokenizer", "shards", "plot", "checkpoint"):
             run.add_artifact(name, result[name])
         run.add_parent_from_path(trained["run_dir"])
 
     console.rule("[bold green]done", style="green")
-    console.print(
-        f"model run   {trained['run_id']}  (val loss {trained['val_loss']:.3f}, "
-        f"perplexity {trained['val_ppl']:.1f}, {trained['tokens_per_s']:,.0f} tokens/s)\n"
-        f"directory   {trained['run_dir']}\n"
-        f"loss curve  {trained['plot']}\n\n"
-        f"try next:\n"
-        f"  goldmine generate --model {trained['run_id']} --prompt 'User: my order'\n"
-        f"  goldmine runs list\n"
-        f"  goldmine runs show {trained['run_id']}")
+    lines = [f"model run   {trained['run_id']}  (val loss {trained['val_loss']:.3f}, "
+             f"perplexity {trained['val_ppl']:.1f}, {trained['tokens_per_s']:,.0f} tokens/s)",
+             f"directory   {trained['run_dir']}", f"loss curve  {trained['plot']}"]
+    if classified:
+        m = classified["metrics"]
+        lines.append(f"classifier  {classified['run_id']}  (test accuracy {m['accuracy']:.3f}, "
+                     f"F1 macro {m['f1_macro']:.3f}; {classified['report']})")
+    lines += ["", "try next:",
+              f"  goldmine generate --model {trained['run_id']} --prompt 'User: my order'"]
+    if classified:
+        lines.append(f"  goldmine predict --model {classified['run_id']} "
+                     f"{sample['files']['reviews.jsonl']['path']}")
+    lines += ["  goldmine runs list", f"  goldmine runs show {trained['run_id']}"]
+    console.print("\n".join(lines))
     return result
+
+
+def _classify(cfg: QuickstartConfig, sample: dict, sub: dict, total: int) -> dict[str, Any]:
+    """Steps 7 and 8: the reviews as a classify dataset, the embedded MiniLM fine-tuned on
+    their sentiment, and its evaluation on the held-out test split."""
+    from goldmine.data.prepare import prepare_dataset
+    from goldmine.eval.classify import evaluate_classifier
+    from goldmine.train.finetune_classify import finetune_classify
+
+    _step(7, total, "fine-tuning the embedded MiniLM: review sentiment (positive / neutral / "
+                    "negative)")
+    reviews = prepare_dataset(PrepareConfig.from_preset("classify").update(
+        {"inputs": [sample["files"]["reviews.jsonl"]["path"]], "label_column": "sentiment",
+         "out": sub["reviews"], "seed": cfg.seed}))
+    c = reviews["counts"]
+    console.print(f"{reviews['out']}: {c['kept']:,} reviews kept of {c['read']:,}, split "
+                  f"{', '.join(f'{k} {v:,}' for k, v in c['splits'].items())}")
+    tuned = finetune_classify(FinetuneClassifyConfig(
+        data=reviews["out"], model="minilm", out=sub["sentiment"], max_steps=cfg.classify_steps,
+        batch_size=16, max_length=96, eval_every=0, patience=0, seed=cfg.seed,
+        device=cfg.device, learning_rate=1e-4))
+    console.print(f"{tuned['steps']:,} steps at {tuned['examples_per_s']:,.0f} examples/s; "
+                  f"val accuracy {tuned['val']['accuracy']:.3f}")
+
+    _step(8, total, "evaluating the classifier on the held-out test split")
+    ev = evaluate_classifier(EvaluateConfig(model=tuned["run_dir"], data=reviews["out"],
+                                            out=sub["sentiment-eval"], device=cfg.device))
+    m = ev["metrics"]
+    per_class = ", ".join(f"{lab} {r['f1']:.2f}" for lab, r in ev["per_class"].items())
+    console.print(f"accuracy {m['accuracy']:.3f} · F1 macro {m['f1_macro']:.3f} · "
+                  f"ECE {m['ece']:.3f} · per-class F1: {per_class}\n"
+                  f"report: {ev['run_dir']}/report.md (confusion matrix, calibration)")
+    return {"run_id": tuned["run_id"], "run_dir": tuned["run_dir"], "dataset": reviews["out"],
+            "evaluation": ev["run_id"], "report": f"{ev['run_dir']}/report.md",
+            "metrics": {k: m[k] for k in ("accuracy", "f1_macro", "ece")}}

@@ -169,6 +169,24 @@ class Tokenizer:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, path={self.path})"
 
 
+def with_special_tokens(path: Path) -> tuple[Tokenizer, list[str]]:
+    """A tokenizer.json that may lack goldmine's special tokens (a Hugging Face model's), with
+    the missing ones appended to its vocabulary; and the names of those added."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    try:
+        tok = _tokenizers().Tokenizer.from_str(text)
+    except Exception as e:  # tokenizers raises plain Exception subclasses
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise GoldmineError(f"{path}: not a tokenizer.json the tokenizers library can read "
+                            f"({msg})") from None
+    missing = [t for t in SPECIAL_TOKENS if tok.token_to_id(t) is None]
+    if not missing:
+        return Tokenizer(tok, text, path), []
+    added = _tokenizers().AddedToken
+    tok.add_special_tokens([added(t, special=True, normalized=False) for t in missing])
+    return Tokenizer(tok, path=path), missing
+
+
 # ------------------------------------------------------------------------------ resolving
 def resolve_tokenizer_path(ref: str | Path) -> Path:
     """tokenizer.json path | directory holding one | run directory | run id -> the json path."""

@@ -37,3 +37,21 @@ def workspace(tmp_path_factory):
                                                 out=str(root / "shards")))
     return {"root": root, "corpus": corpus, "tokenizer": tok["tokenizer"],
             "shards": shards["out"], "sample": sample}
+
+
+@pytest.fixture(scope="session")
+def gpt_run(workspace, tmp_path_factory):
+    """A tiny GPT (context 256) pretrained a few steps on the sample corpus, and a chat dataset
+    prepared from the sample support conversations: what `finetune sft` starts from."""
+    from goldmine.data.prepare import prepare_dataset
+    from goldmine.train.pretrain import pretrain
+
+    root = tmp_path_factory.mktemp("gpt-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GOLDMINE_HOME", str(root / "home"))
+        res = pretrain(data=workspace["shards"], model="test", block_size=256, batch_size=4,
+                       max_steps=20, eval_every=0, learning_rate=3e-3, warmup_steps=2,
+                       out=str(root / "pretrain"))
+        support = workspace["sample"]["files"]["support.jsonl"]["path"]
+        prepare_dataset(inputs=[support], kind="chat", out=str(root / "chats"))
+    return {"run_dir": res["run_dir"], "chats": str(root / "chats"), "root": root}

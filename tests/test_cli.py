@@ -71,7 +71,7 @@ def files(tmp_path):
     (["tokenizer", "train", "{d}/ok.txt", "--vocab-size", "100"], "vocab_size 100 is too small"),
     (["generate", "--model", "{d}/model.pt"], "model.pt: a pickle file; goldmine loads only safetensors"),
     (["generate", "--model", "{d}/corrupt"], "corrupt/model.safetensors: corrupt or not a safetensors file"),
-    (["generate", "--model", "{d}/hf"], "hf/config.json: not a goldmine checkpoint"),
+    (["generate", "--model", "{d}/hf"], "hf: no tokenizer.json"),
     (["generate", "--model", "no-such-run"], "no-such-run: no such checkpoint directory or run id"),
     (["generate"], "model: give --model"),
     (["pretrain"], "data: give --data"),
@@ -122,7 +122,14 @@ def test_quickstart_smoke_preset(capsys, tmp_path):
     res = json.loads(out)
     assert Path(res["plot"]).is_file() and Path(res["checkpoint"]).is_dir()
     assert set(res["samples"]) == {"The wool scarf", "User: Where is my order"}
-    assert "6/6" in err and "try next" in err
+    assert "8/8" in err and "try next" in err
+    # the classification part: MiniLM fine-tuned on review sentiment, evaluated on test
+    clf = res["classifier"]
+    assert 0.0 <= clf["metrics"]["accuracy"] <= 1.0 and Path(clf["report"]).is_file()
+    assert f"predict --model {clf['run_id']}" in err
+    evaluated = json.loads(run_cli(capsys, "runs", "show", clf["evaluation"], "--json")[1])
+    assert evaluated["command"] == "evaluate"
+    assert evaluated["metrics"]["accuracy"] == clf["metrics"]["accuracy"]
     # lineage: model <- shards <- (tokenizer, prepared corpus)
     code, out, _ = run_cli(capsys, "runs", "show", res["pretrain_run"], "--json")
     shown = json.loads(out)

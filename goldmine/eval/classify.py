@@ -514,6 +514,9 @@ def evaluate_classifier(cfg: EvaluateConfig | None = None, **overrides: Any) -> 
     if max_drop and not cfg.baseline:
         raise GoldmineError("max_drop: needs --baseline (an earlier evaluate run to compare "
                             "with)")
+    if cfg.finetune:
+        raise GoldmineError("finetune: only used with --folds (cross-validation fine-tunes with "
+                            "those options); evaluating a trained classifier takes none")
     if not cfg.model:
         raise GoldmineError("model: give --model (a fine-tuned classifier's run id or directory)")
     if not cfg.data:

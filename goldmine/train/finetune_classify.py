@@ -1,8 +1,14 @@
-"""`goldmine finetune classify`: fine-tune a BERT-family encoder (or LoRA adapters on it) for
-text classification. setup -> fit -> validate, written out; the loop is ours, not `Trainer`.
+"""`goldmine finetune classify`: fine-tune a BERT-family encoder or a goldmine GPT (or LoRA
+adapters on either) for text classification. setup -> fit -> validate, written out; the loop
+is ours, not `Trainer`.
 
     goldmine finetune classify --data reviews --model minilm --epochs 3
+    goldmine finetune classify --data reviews --model pretrain-20261123-101500-ab12
     finetune_classify(data="reviews.csv", label_column="sentiment", lora=True)
+    finetune_classify(data="reviews-5fold", fold=2)   # validate on fold 2, train on the rest
+
+A goldmine GPT is converted to a Hugging Face Llama directory first (goldmine.hf.gpt_to_hf), so
+the result is a LlamaForSequenceClassification that pools the last token (the EOS).
 
 Output (the run directory, or --out):
 
@@ -46,7 +52,7 @@ from goldmine.checkpoint import load_optimizer, load_rng, optimizer_tensors, rep
 from goldmine.config import FinetuneClassifyConfig, explicit_options, resumed
 from goldmine.errors import GoldmineError
 from goldmine.files import read_json, write_json
-from goldmine.hf import LORA_TARGETS, MINILM, model_type, quiet_transformers, resolve_encoder
+from goldmine.hf import LORA_TARGETS, MINILM, model_type, quiet_transformers, resolve_backbone
 from goldmine.progress import console, human_count, info, progress_bar
 from goldmine.registry import Registry, run_id_for_path, start_run
 from goldmine.runtime import resolve_device
@@ -69,6 +75,8 @@ class Example:
     label: str
     group: str | None = None  # prepared datasets: `source`, shared by a row and its copies
     origin: str = "original"  # original / oversampled / augmented
+    fold: int | None = None  # cross-validation fold (`data prepare --folds`), read on request
+    where: str = ""  # file:line, for messages
 
 
 @dataclass
@@ -94,6 +102,7 @@ class Examples:
     val_from_train: bool  # no validation split given: val was held out of train
     skipped: Skipped
     labels: list[str]  # sorted; the id of a label is its index
+    fold: int | None = None  # cross-validation: val is this fold of train
 
 
 def _cell(value: Any) -> str:
@@ -103,10 +112,24 @@ def _cell(value: Any) -> str:
     return str(value).strip()
 
 
+def _fold(value: Any, where: str) -> int | None:
+    """A row's `fold` field as an int (None when absent); anything else is an error."""
+    if value is None or value == "":
+        return None
+    bad = GoldmineError(f"{where}: fold {value!r} is not a fold number")
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise bad
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad from None
+
+
 def read_table(path: Path, text_column: str, label_column: str, skipped: Skipped,
-               grouped: bool = False) -> list[Example]:
+               grouped: bool = False, folds: bool = False) -> list[Example]:
     """(text, label) rows of one file. Rows that cannot be read or lack a text or label are
-    counted in `skipped`; a column that no row of the file has is an error."""
+    counted in `skipped`; a column that no row of the file has is an error. `folds`: read each
+    row's `fold` field too."""
     from goldmine.data.tables import detect_encoding, iter_rows
 
     rows, columns, read = [], set(), 0
@@ -126,7 +149,9 @@ def read_table(path: Path, text_column: str, label_column: str, skipped: Skipped
             skipped.add("no label", row.where)
         else:
             group = (_cell(row.fields.get("source")) or None) if grouped else None
-            rows.append(Example(text, label, group, _cell(row.fields.get("origin")) or "original"))
+            fold = _fold(row.fields.get("fold"), row.where) if folds else None
+            rows.append(Example(text, label, group, _cell(row.fields.get("origin")) or "original",
+                                fold, row.where))
     missing = [col for col, seen in has.items() if not seen]
     if read and missing and columns:
         shown = sorted(columns)[:20]
@@ -157,8 +182,38 @@ def hold_out(rows: list[Example], fraction: float,
     return train, val
 
 
-def load_examples(cfg: FinetuneClassifyConfig) -> Examples:
-    """Train and val rows from a prepared classify dataset or raw table file(s)."""
+def folds_of(rows: list[Example], where: str) -> list[int]:
+    """The fold numbers that train rows read with `folds=True` carry; an error when rows
+    have none."""
+    unfolded = [r for r in rows if r.fold is None]
+    if len(unfolded) == len(rows):
+        raise GoldmineError(f"data {where}: the train rows have no `fold` field; prepare the "
+                            "dataset with `goldmine data prepare --kind classify --folds K`")
+    if unfolded:
+        raise GoldmineError(f"data {where}: {len(unfolded):,} train rows have no `fold` field "
+                            f"(first at {unfolded[0].where}); every row needs one")
+    return sorted({r.fold for r in rows})
+
+
+def fold_split(rows: list[Example], fold: int,
+               where: str) -> tuple[list[Example], list[Example]]:
+    """(train, val) for cross-validation: val is the original rows of fold `fold`, train every
+    row of the other folds. Oversampled and augmented copies carry their original's fold, so
+    the copies of a validation row are neither trained on nor validated."""
+    present = folds_of(rows, where)
+    if fold not in present:
+        raise GoldmineError(f"fold: {fold} is not a fold of {where} (folds: "
+                            f"{', '.join(map(str, present))})")
+    train = [r for r in rows if r.fold != fold]
+    val = [r for r in rows if r.fold == fold and r.origin == "original"]
+    return train, val
+
+
+def read_rows(cfg: FinetuneClassifyConfig,
+              folds: bool = False) -> tuple[list[Example], list[Example], Skipped]:
+    """(train rows, val split rows, skipped) of a prepared classify dataset or raw table
+    file(s). `folds`: read the train rows' `fold` field, and not the val split (cross-validation
+    validates on a fold)."""
     from goldmine.data.prepare import is_dataset_dir, read_manifest
     from goldmine.data.tables import collect_table_files
 
@@ -174,8 +229,9 @@ def load_examples(cfg: FinetuneClassifyConfig) -> Examples:
         files = manifest.get("files") or {}
         if "train" not in files:
             raise GoldmineError(f"data {path}: the dataset has no train split")
-        train = read_table(path / files["train"], "text", "label", skipped, grouped=True)
-        val_file = path / files["val"] if "val" in files else None
+        train = read_table(path / files["train"], "text", "label", skipped, grouped=True,
+                           folds=folds)
+        val_file = path / files["val"] if "val" in files and not folds else None
         if val_file is not None and val_file.is_file() and val_file.stat().st_size > 0:
             val = read_table(val_file, "text", "label", skipped)
     else:
@@ -185,12 +241,22 @@ def load_examples(cfg: FinetuneClassifyConfig) -> Examples:
             raise GoldmineError(f"data {plain[0]}: plain text carries no labels; give a "
                                 f"{'/'.join(RAW_SUFFIXES)} file with text and label columns, or "
                                 "a dataset from `goldmine data prepare --kind classify`")
-        train = [ex for f in files
-                 for ex in read_table(f, cfg.text_column, cfg.label_column, skipped)]
+        train = [ex for f in files for ex in read_table(f, cfg.text_column, cfg.label_column,
+                                                        skipped, folds=folds)]
     if not train:
         why = f" (skipped: {skipped.summary()})" if skipped.counts else ""
         raise GoldmineError(f"data {path}: no training rows with a text and a label{why}")
-    val_from_train = not val
+    return train, val, skipped
+
+
+def load_examples(cfg: FinetuneClassifyConfig) -> Examples:
+    """Train and val rows from a prepared classify dataset or raw table file(s); with
+    `cfg.fold`, val is that fold of train (see `fold_split`)."""
+    path = Path(cfg.data)
+    train, val, skipped = read_rows(cfg, folds=cfg.fold is not None)
+    if cfg.fold is not None:
+        train, val = fold_split(train, cfg.fold, str(path))
+    val_from_train = not val and cfg.fold is None
     if val_from_train:
         train, val = hold_out(train, cfg.val_fraction, cfg.seed)
     labels = sorted({ex.label for ex in train})
@@ -202,10 +268,12 @@ def load_examples(cfg: FinetuneClassifyConfig) -> Examples:
     if unseen:
         raise GoldmineError(f"data {path}: validation labels not seen in train: "
                             f"{', '.join(map(repr, unseen))}")
+    if not val and cfg.fold is not None:
+        raise GoldmineError(f"data {path}: fold {cfg.fold} has no original rows to validate on")
     if not val:
         raise GoldmineError(f"data {path}: too few rows to hold out a validation set "
                             f"({len(train)} training rows, --val-fraction {cfg.val_fraction:g})")
-    return Examples(train, val, val_from_train, skipped, labels)
+    return Examples(train, val, val_from_train, skipped, labels, cfg.fold)
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
@@ -398,14 +466,15 @@ def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
 # ---------------------------------------------------------------------------------------------
 # resume
 # ---------------------------------------------------------------------------------------------
-def find_resume_checkpoint(ref: str) -> tuple[Path, str | None]:
-    """(checkpoint dir, run id) for --resume latest | RUN_ID | RUN_DIR | RUN_DIR/checkpoint."""
+def find_resume_checkpoint(ref: str, command: str = COMMAND) -> tuple[Path, str | None]:
+    """(checkpoint dir, run id) for --resume latest | RUN_ID | RUN_DIR | RUN_DIR/checkpoint of
+    a fine-tuning `command` (finetune classify or finetune sft: the same checkpoint layout)."""
     if ref == "latest":
-        runs = [r for r in Registry().list(limit=None, command=COMMAND)
+        runs = [r for r in Registry().list(limit=None, command=command)
                 if r["status"] != "completed"
                 and (Path(r["run_dir"]) / "checkpoint" / "trainer.json").is_file()]
         if not runs:
-            raise GoldmineError("--resume latest: no unfinished finetune classify run with a "
+            raise GoldmineError(f"--resume latest: no unfinished {command} run with a "
                                 "checkpoint (see `goldmine runs list`)")
         ref = runs[0]["run_dir"]
     path = Path(ref)
@@ -457,10 +526,12 @@ def finetune_classify(cfg: FinetuneClassifyConfig | None = None, *,
     if ckpt is None and cfg.out and (Path(cfg.out) / "checkpoint").is_dir():
         raise GoldmineError(f"{cfg.out}: already holds an earlier run's checkpoint; continue it "
                             f"with --resume {cfg.out}, or choose another --out")
-    backbone = resolve_encoder(cfg.model)  # both fail before a run is recorded
-    examples = load_examples(cfg)
-    with start_run(COMMAND, cfg.to_dict(), out=out, resume=run_id) as run:
-        result = _train(cfg, run, backbone, examples, ckpt, callback)
+    # a goldmine GPT is converted into a temporary Llama directory, read once by _train
+    with tempfile.TemporaryDirectory(prefix="goldmine-backbone-") as workdir:
+        examples = load_examples(cfg)  # both fail before a run is recorded
+        backbone, source = resolve_backbone(cfg.model, Path(workdir))
+        with start_run(COMMAND, cfg.to_dict(), out=out, resume=run_id) as run:
+            result = _train(cfg, run, backbone, source, examples, ckpt, callback)
     if result["stop_reason"] == "interrupted":  # recorded as such, so `--resume latest` finds it
         run.registry.update(run.id, status="interrupted",
                             error="interrupted (Ctrl-C or SIGTERM) with a checkpoint")
@@ -477,8 +548,9 @@ def _absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, examples: Examples,
-           ckpt: Path | None, callback) -> dict[str, Any]:
+def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, source: Path | None,
+           examples: Examples, ckpt: Path | None, callback) -> dict[str, Any]:
+    """`source`: the goldmine GPT checkpoint that `backbone` was converted from, if any."""
     from transformers import AutoConfig, AutoTokenizer
 
     # ---- setup -------------------------------------------------------------------------------
@@ -489,6 +561,9 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, examples: Examples,
     train, val = examples.train, examples.val
     info(f"data: {len(train):,} train / {len(val):,} val rows, {len(labels)} labels "
          f"({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})")
+    if examples.fold is not None:
+        info(f"cross-validation: validating on fold {examples.fold} of train (its original "
+             "rows), training on the other folds")
     if examples.val_from_train:
         info(f"[yellow]no validation split in {cfg.data}: held out {cfg.val_fraction:.0%} of "
              f"train, stratified by label (seed {cfg.seed}): {len(val):,} rows[/yellow]")
@@ -550,17 +625,19 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, examples: Examples,
     _truncate_log(metrics_path, step)
     run.set_config(cfg.to_dict())
     run.add_parent_from_path(cfg.data)
-    run.add_parent_from_path(backbone)
+    run.add_parent_from_path(source or backbone)
     kind = model_type(backbone)
     share = (f" ({100 * trainable_params / total_params:.2f}%, LoRA r={cfg.lora_r})"
              if cfg.lora else "")
-    info(f"model: {kind} from {backbone} on {device}: {human_count(total_params)} parameters, "
+    info(f"model: {kind} from {source or backbone} on {device}: "
+         f"{human_count(total_params)} parameters, "
          f"{human_count(trainable_params)} trainable{share}; {total_steps:,} steps of "
          f"{cfg.batch_size} ({per_epoch:,} per epoch)")
     meta = {"task": "classify", "labels": labels, "max_length": cfg.max_length,
             "backbone": cfg.model, "lora": cfg.lora, "dataset": cfg.data, "run_id": run.id,
             "metric": cfg.metric, "class_weights": class_weights,
-            "val_from_train": examples.val_from_train, "val_rows": len(val)}
+            "val_from_train": examples.val_from_train, "val_rows": len(val),
+            "fold": examples.fold}
 
     def log(row: dict[str, Any]) -> None:
         with open(metrics_path, "a", encoding="utf-8") as f:
@@ -659,7 +736,7 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, examples: Examples,
         "labels": labels, "steps": step, "epochs_done": step / per_epoch,
         "stop_reason": stop_reason, "best_step": best["step"] if best else None,
         "val": val_metrics, "examples_per_s": seen / train_s if train_s else None,
-        "truncated": truncated, "val_from_train": examples.val_from_train,
+        "truncated": truncated, "val_from_train": examples.val_from_train, "fold": examples.fold,
         "trainable_params": trainable_params, "total_params": total_params,
         "class_weights": class_weights, "train_rows": len(train), "val_rows": len(val),
         "skipped": dict(examples.skipped.counts), "resumed_from_step": resumed_from,
@@ -671,6 +748,7 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, examples: Examples,
                      "truncated_train": train_cut, "truncated_val": val_cut,
                      "labels": len(labels), "train_rows": len(train), "val_rows": len(val),
                      "val_from_train": examples.val_from_train, "skipped": result["skipped"],
+                     "fold": examples.fold,
                      "trainable_params": trainable_params, "total_params": total_params,
                      "class_weights": class_weights})
     run.add_artifact("plot", plot)
