@@ -20,6 +20,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -91,7 +92,8 @@ def trainer_examples_per_s(ds: Path, steps: int, batch: int, max_length: int, lr
     trainer = Trainer(model=model, args=args, train_dataset=data,
                       data_collator=DataCollatorWithPadding(tok))
     t0 = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary: stdout is ours
+        trainer.train()
     return steps * batch / (time.perf_counter() - t0)
 
 

@@ -1,6 +1,6 @@
 """Chat fine-tuning of a small goldmine GPT on the Bitext customer-support pairs.
 
-    python bench/sft.py                                   # ../shared/datasets/bitext
+    python bench/sft.py                          # ../shared/datasets/bitext-customer-support
     python bench/sft.py --pretrain-minutes 1 --sft-epochs 1   # a quick look
 
 1. `goldmine data prepare --config configs/prepare-support-chat.yaml`: instruction -> response
@@ -85,7 +85,7 @@ def throughput(model_dir: Path, chats: Path, steps: int, batch: int) -> tuple[fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "bitext"),
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "bitext-customer-support"),
                     help="folder with Bitext_Sample_Customer_Support_Training_Dataset.csv")
     ap.add_argument("--model", default="tiny", help="GPT preset (default: tiny)")
     ap.add_argument("--block-size", type=int, default=512)
@@ -131,7 +131,7 @@ def main() -> None:
                     block_size=args.block_size, batch_size=16, max_steps=100_000,
                     max_time=f"{args.pretrain_minutes}m", learning_rate=1e-3,
                     warmup_steps=50, eval_every=200, device="cpu", out=str(work / "base"))
-    common = dict(data=str(chats), split="test", samples=args.samples, max_new_tokens=96,
+    common = dict(data=str(chats), split="test", samples=args.samples, max_new_tokens=256,
                   device="cpu")
     before = evaluate_lm(model=base["run_dir"], out=str(work / "eval-before"), **common)
     t0 = time.perf_counter()

@@ -9,12 +9,14 @@ and/or keyword overrides and returns the same dict the command prints with --jso
     goldmine.tokenize_corpus(cfg)               goldmine data tokenize
     goldmine.pretrain(cfg, **overrides)         goldmine pretrain
     goldmine.finetune_classify(cfg, **overrides)  goldmine finetune classify
-    goldmine.evaluate_classifier(cfg, **overrides)  goldmine evaluate
+    goldmine.finetune_sft(cfg, **overrides)     goldmine finetune sft
+    goldmine.evaluate(cfg, **overrides)         goldmine evaluate (classifier, GPT, chat, --folds)
     goldmine.predict(cfg, **overrides)          goldmine predict
     goldmine.generate_text(cfg, **overrides)    goldmine generate
     goldmine.quickstart(cfg, **overrides)       goldmine quickstart
     goldmine.load(ref) -> (model, tokenizer, checkpoint dir)
     goldmine.generate(model, tokenizer, prompt, **sampling) -> str
+    goldmine.answer(model, tokenizer, messages, **sampling) -> str   (chat models)
     goldmine.Registry()                         goldmine runs ...
 
 Imports are lazy, so `import goldmine` stays fast.
@@ -32,11 +34,16 @@ _API = {
     "TokenShards": ("goldmine.data.shards", "TokenShards"),
     "pretrain": ("goldmine.train.pretrain", "pretrain"),
     "finetune_classify": ("goldmine.train.finetune_classify", "finetune_classify"),
+    "finetune_sft": ("goldmine.train.finetune_sft", "finetune_sft"),
+    "evaluate": ("goldmine.eval", "evaluate"),
     "evaluate_classifier": ("goldmine.eval.classify", "evaluate_classifier"),
+    "evaluate_lm": ("goldmine.eval.lm", "evaluate_lm"),
+    "cross_validate": ("goldmine.eval.crossval", "cross_validate"),
     "predict": ("goldmine.predict", "predict"),
     "Classifier": ("goldmine.classifier", "Classifier"),
     "generate_text": ("goldmine.generate", "generate_text"),
     "generate": ("goldmine.generate", "generate"),
+    "answer": ("goldmine.generate", "answer"),
     "quickstart": ("goldmine.quickstart", "quickstart"),
     "load": ("goldmine.checkpoint", "load_model"),
     "GPT": ("goldmine.model", "GPT"),

@@ -403,67 +403,57 @@ def cmd_finetune_sft(args):
 
 
 def cmd_evaluate(args):
-    from goldmine.eval.classify import evaluate_classifier
+    from goldmine.eval import evaluate
 
-    cfg = config_from_args(args, EvaluateConfig)
-    if cfg.folds:  # K-fold cross-validation of a fine-tuning recipe
+    res = evaluate(config_from_args(args, EvaluateConfig))
+    render = {"crossval": _render_folds, "lm": _render_lm, "sft": _render_lm,
+              "classify": _render_classify}[res["kind"]]
+    emit(res, args.json, render)
+
+
+def _render_folds(r):
+    from rich.table import Table
+
+    t = Table()
+    names = list(r["mean"])
+    for col in ("fold", "run", "val rows", *names):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    for f in r["folds"]:
+        t.add_row(str(f["fold"]), f["run_id"], f"{f['val_rows']:,}",
+                  *[f"{f['metrics'][k]:.4f}" for k in names])
+    t.add_row("[bold]mean ± std", "", "",
+              *[f"[bold]{r['mean'][k]:.4f} ± {r['std'][k]:.4f}" for k in names])
+    c = _console()
+    c.print(_titled(f"{r['k']}-fold cross-validation (run {r['run_id']})", t))
+    c.print(f"report: {r['report']}")
+
+
+def _render_lm(r):
+    c = _console()
+    rows = [("run", r["run_id"]), ("model", r["model"]["path"]),
+            ("data", ", ".join(r["data"]["files"])
+             + (f" ({r['data']['split']})" if r["data"]["split"] else ""))]
+    rows += list(r["metrics"].items())
+    rows.append(("report", f"{r['run_dir']}/report.md"))
+    c.print(_kv_table("chat evaluation" if r["task"] == "sft" else "evaluation", rows))
+    if r["samples"]:
         from rich.table import Table
 
-        from goldmine.eval.crossval import cross_validate
+        t = Table(show_lines=True)
+        for col in ("last user message", "reference", "generated", "F1"):
+            t.add_column(col, justify="right" if col == "F1" else "left", overflow="fold")
+        for s in r["samples"]:
+            t.add_row(s["prompt"], s["reference"], s["generated"], f"{s['f1']:.2f}")
+        c.print(_titled("samples (greedy)", t))
 
-        def render_folds(r):
-            t = Table()
-            names = list(r["mean"])
-            for col in ("fold", "run", "val rows", *names):
-                t.add_column(col, justify="left" if col == "run" else "right")
-            for f in r["folds"]:
-                t.add_row(str(f["fold"]), f["run_id"], f"{f['val_rows']:,}",
-                          *[f"{f['metrics'][k]:.4f}" for k in names])
-            t.add_row("[bold]mean ± std", "", "",
-                      *[f"[bold]{r['mean'][k]:.4f} ± {r['std'][k]:.4f}" for k in names])
-            c = _console()
-            c.print(_titled(f"{r['k']}-fold cross-validation (run {r['run_id']})", t))
-            c.print(f"report: {r['report']}")
 
-        emit(cross_validate(cfg), args.json, render_folds)
-        return
-    from goldmine.eval.lm import evaluate_lm, is_language_model
-
-    if cfg.model and is_language_model(cfg.model):  # a GPT: perplexity, or answers for chat
-        res = evaluate_lm(cfg)
-
-        def render_lm(r):
-            c = _console()
-            rows = [("run", r["run_id"]), ("model", r["model"]["path"]),
-                    ("data", ", ".join(r["data"]["files"])
-                     + (f" ({r['data']['split']})" if r["data"]["split"] else ""))]
-            rows += list(r["metrics"].items())
-            rows.append(("report", f"{r['run_dir']}/report.md"))
-            c.print(_kv_table("chat evaluation" if r["task"] == "sft" else "evaluation", rows))
-            if r["samples"]:
-                from rich.table import Table
-
-                t = Table(show_lines=True)
-                for col in ("last user message", "reference", "generated", "F1"):
-                    t.add_column(col, justify="right" if col == "F1" else "left",
-                                 overflow="fold")
-                for s in r["samples"]:
-                    t.add_row(s["prompt"], s["reference"], s["generated"], f"{s['f1']:.2f}")
-                c.print(_titled("samples (greedy)", t))
-
-        emit(res, args.json, render_lm)
-        return
-    res = evaluate_classifier(cfg)
-
-    def render(r):
-        m = r["metrics"]
-        rows = [("run", r["run_id"]), ("data", f"{r['data']['path']} ({r['data'].get('split') or 'file'}, "
-                                              f"{r['data']['n']:,} examples)")]
-        rows += [(k, v) for k, v in m.items() if isinstance(v, (int, float))]
-        rows.append(("report", f"{r['run_dir']}/report.md"))
-        _console().print(_kv_table("evaluation", rows))
-
-    emit(res, args.json, render)
+def _render_classify(r):
+    m = r["metrics"]
+    rows = [("run", r["run_id"]), ("data", f"{r['data']['path']} ({r['data'].get('split') or 'file'}, "
+                                          f"{r['data']['n']:,} examples)")]
+    rows += [(k, v) for k, v in m.items() if isinstance(v, (int, float))]
+    rows.append(("report", f"{r['run_dir']}/report.md"))
+    _console().print(_kv_table("evaluation", rows))
 
 
 def cmd_predict(args):
@@ -516,7 +506,9 @@ def _headline(run: dict) -> str:
     m = run["metrics"]
     if m.get("kept") is not None and m.get("read") is not None:
         return f"kept {m['kept']:,} of {m['read']:,} rows"
-    for key, label in (("val_loss", "val loss"), ("vocab_size", "vocab"),
+    for key, label in (("val_accuracy", "val accuracy"), ("accuracy", "accuracy"),
+                       ("answer_ppl", "answer ppl"), ("ppl", "perplexity"),
+                       ("val_loss", "val loss"), ("vocab_size", "vocab"),
                        ("train_tokens", "train tokens"), ("tokens_per_s", "tok/s")):
         if m.get(key) is not None:
             return f"{label} {_fmt(m[key])}"

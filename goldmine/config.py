@@ -596,6 +596,9 @@ class FinetuneClassifyConfig(Config):
     max_steps: int | None = opt(None, "stop after this many optimizer steps (overrides epochs)")
     batch_size: int = opt(32, "examples per optimizer step")
     learning_rate: float = opt(5e-5, "peak learning rate (LoRA: use ~1e-3)")
+    head_lr_scale: float = opt(20.0, "full fine-tuning: the new head (classifier and pooler) "
+                               "learns at this multiple of --learning-rate (it starts from "
+                               "random weights; 1: one rate for all)")
     weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and LayerNorm)")
     warmup_ratio: float = opt(0.06, "share of the steps with a linear warmup")
     schedule: str = opt("linear", "decay after warmup", choices=["linear", "cosine", "constant"])
@@ -639,6 +642,8 @@ class FinetuneClassifyConfig(Config):
             raise GoldmineError("epochs and learning_rate must be > 0")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise GoldmineError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.head_lr_scale <= 0:
+            raise GoldmineError(f"head_lr_scale: must be > 0, got {self.head_lr_scale}")
         if self.fold is not None and self.fold < 0:
             raise GoldmineError(f"fold: must be >= 0, got {self.fold}")
 
@@ -681,6 +686,8 @@ class FinetuneSFTConfig(Config):
     patience: int = opt(0, "stop after this many evaluations without a lower val loss (0: never)")
     seed: int = opt(42, "random seed (shuffling, LoRA initialisation, dropout)")
     device: str = opt("auto", "device: " + DEVICES)
+    precision: str = opt("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16",
+                         choices=["auto", "fp32", "bf16"])
     resume: str | None = opt(None, "continue an interrupted run: its run id or directory")
 
     presets: ClassVar = {

@@ -7,8 +7,9 @@ Two kinds, both lossless (decode(encode(text)) == text for any Unicode string):
   char  one token per character seen in the corpus (nanoGPT's shakespeare_char), plus the 256
         byte tokens <0x00>..<0xFF>: an unseen character is spelled as its UTF-8 bytes.
 
-Ids 0..6 are always the special tokens below, in this order, so every goldmine model agrees on
-what pad, bos, eos and the chat markers are.
+In a tokenizer goldmine trains, ids 0..6 are the special tokens below, in this order, so every
+goldmine model agrees on what pad, bos, eos and the chat markers are. A Hugging Face model's
+tokenizer gets those that it lacks appended to its vocabulary (`with_special_tokens`).
 """
 
 from __future__ import annotations
@@ -70,18 +71,7 @@ class Tokenizer:
     # -- loading and saving ---------------------------------------------------------------
     @classmethod
     def from_json(cls, text: str, path: Path | None = None) -> Tokenizer:
-        where = f"{path}: " if path else ""
-        try:
-            json.loads(text)
-        except ValueError as e:
-            raise GoldmineError(f"{where}not a tokenizer.json (not valid JSON: {e})") from None
-        try:
-            tok = _tokenizers().Tokenizer.from_str(text)
-        except Exception as e:  # tokenizers raises plain Exception subclasses
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise GoldmineError(f"{where}not a tokenizer.json the tokenizers library can read "
-                                f"({msg})") from None
-        return cls(tok, text, path)
+        return cls(_parse(text, path), text, path)
 
     @classmethod
     def load(cls, ref: str | Path) -> Tokenizer:
@@ -169,16 +159,26 @@ class Tokenizer:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, path={self.path})"
 
 
+def _parse(text: str, path: Path | None):
+    """A `tokenizers.Tokenizer` from tokenizer.json text, or an error naming the file."""
+    where = f"{path}: " if path else ""
+    try:
+        json.loads(text)
+    except ValueError as e:
+        raise GoldmineError(f"{where}not a tokenizer.json (not valid JSON: {e})") from None
+    try:
+        return _tokenizers().Tokenizer.from_str(text)
+    except Exception as e:  # tokenizers raises plain Exception subclasses
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise GoldmineError(f"{where}not a tokenizer.json the tokenizers library can read "
+                            f"({msg})") from None
+
+
 def with_special_tokens(path: Path) -> tuple[Tokenizer, list[str]]:
     """A tokenizer.json that may lack goldmine's special tokens (a Hugging Face model's), with
     the missing ones appended to its vocabulary; and the names of those added."""
     text = path.read_bytes().decode("utf-8", errors="replace")
-    try:
-        tok = _tokenizers().Tokenizer.from_str(text)
-    except Exception as e:  # tokenizers raises plain Exception subclasses
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise GoldmineError(f"{path}: not a tokenizer.json the tokenizers library can read "
-                            f"({msg})") from None
+    tok = _parse(text, path)
     missing = [t for t in SPECIAL_TOKENS if tok.token_to_id(t) is None]
     if not missing:
         return Tokenizer(tok, text, path), []

@@ -26,6 +26,18 @@ def test_pretrain_bf16_on_cuda_learns(workspace):
     assert m["device"].startswith("cuda") and res["mfu"] is not None
 
 
+def test_sft_bf16_on_cuda_with_packing_and_lora(gpt_run):
+    from goldmine.train.finetune_sft import finetune_sft
+
+    for lora in (False, True):
+        res = finetune_sft(model=gpt_run["run_dir"], data=gpt_run["chats"], max_steps=6,
+                           eval_every=3, batch_size=4, learning_rate=3e-3, packing=True,
+                           lora=lora, device="cuda")
+        assert res["stop_reason"] == "max_steps" and res["val"]["loss"] < 8.0
+        assert res["device"].startswith("cuda")
+        assert res["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+
+
 def test_fused_adamw_on_cuda():
     from goldmine.config import PretrainConfig
     from goldmine.model import GPT, GPTConfig

@@ -521,3 +521,24 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     from goldmine.files import read_json
 
     return read_json(Path(path) / "manifest.json", "dataset manifest")
+
+
+def evaluation_split(path: str | Path, manifest: dict[str, Any],
+                     split: str | None) -> tuple[str, str | None]:
+    """(split to evaluate on, a note or None): `split` if given and it has rows, else test,
+    else val (with a note saying so); an error naming the splits there are otherwise."""
+    p = Path(path)
+    files = manifest.get("files") or {}
+    present = [s for s, name in files.items()
+               if (p / name).is_file() and (p / name).stat().st_size > 0]
+    if split:
+        if split not in present:
+            raise GoldmineError(f"data: {p} has no {split!r} split with rows (splits: "
+                                f"{', '.join(present) or 'none'})")
+        return split, None
+    if "test" in present:
+        return "test", None
+    if "val" in present:
+        return "val", f"{p} has no test split; evaluating on its val split"
+    raise GoldmineError(f"data: {p} has neither a test nor a val split with rows (splits: "
+                        f"{', '.join(present) or 'none'}); name one with --split")

@@ -165,7 +165,7 @@ def _sha256(path: Path) -> str:
 
 def resolve_data(data: str, split: str | None) -> dict[str, Any]:
     """--data (+ --split) -> {"path", "split", "dataset", "note", "columns_from_cfg"}."""
-    from goldmine.data.prepare import is_dataset_dir, read_manifest
+    from goldmine.data.prepare import evaluation_split, is_dataset_dir, read_manifest
     from goldmine.data.readers import dataset_split
 
     p = Path(data).expanduser()
@@ -181,23 +181,8 @@ def resolve_data(data: str, split: str | None) -> dict[str, Any]:
         if kind not in (None, "classify"):
             raise GoldmineError(f"data: {p} is a {kind!r} dataset; evaluating a classifier "
                                 "needs one prepared with --kind classify")
-        files = manifest.get("files") or {}
-        present = [s for s, name in files.items()
-                   if (p / name).is_file() and (p / name).stat().st_size > 0]
-        note = None
-        if split:
-            if split not in present:
-                raise GoldmineError(f"data: {p} has no {split!r} split with rows (splits: "
-                                    f"{', '.join(present) or 'none'})")
-            chosen = split
-        elif "test" in present:
-            chosen = "test"
-        elif "val" in present:
-            chosen = "val"
-            note = f"{p} has no test split; evaluating on its val split"
-        else:
-            raise GoldmineError(f"data: {p} has neither a test nor a val split with rows "
-                                f"(splits: {', '.join(present) or 'none'}); name one with --split")
+        chosen, note = evaluation_split(p, manifest, split)
+        files = manifest["files"]
         return {"path": p / files[chosen], "split": chosen, "dataset": p, "note": note,
                 "raw": False}
     if p.suffix.lower() not in RAW_SUFFIXES:

@@ -66,7 +66,7 @@ def is_language_model(ref: str) -> bool:
 # ------------------------------------------------------------------------------------ data
 def resolve_lm_data(data: str, split: str | None) -> dict[str, Any]:
     """--data -> {"kind": "text"|"chat", "files", "split", "dataset", "note"}."""
-    from goldmine.data.prepare import is_dataset_dir, read_manifest
+    from goldmine.data.prepare import evaluation_split, is_dataset_dir, read_manifest
     from goldmine.data.readers import collect_files
 
     p = Path(data).expanduser()
@@ -78,22 +78,8 @@ def resolve_lm_data(data: str, split: str | None) -> dict[str, Any]:
         if kind not in ("text", "chat"):
             raise GoldmineError(f"data: {p} is a {kind!r} dataset; a language model is evaluated "
                                 "on text or chat data")
-        files = manifest.get("files") or {}
-        present = [s for s, name in files.items()
-                   if (p / name).is_file() and (p / name).stat().st_size > 0]
-        note = None
-        if split:
-            if split not in present:
-                raise GoldmineError(f"data: {p} has no {split!r} split with rows (splits: "
-                                    f"{', '.join(present) or 'none'})")
-            chosen = split
-        elif "test" in present:
-            chosen = "test"
-        elif "val" in present:
-            chosen, note = "val", f"{p} has no test split; evaluating on its val split"
-        else:
-            raise GoldmineError(f"data: {p} has neither a test nor a val split with rows; name "
-                                "one with --split")
+        chosen, note = evaluation_split(p, manifest, split)
+        files = manifest["files"]
         return {"kind": kind, "files": [p / files[chosen]], "split": chosen, "dataset": p,
                 "note": note}
     if split:

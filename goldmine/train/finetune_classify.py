@@ -336,11 +336,27 @@ def inverse_frequency_weights(label_ids: list[int], num_labels: int) -> torch.Te
     return (weights / weights.mean()).float()
 
 
+def is_head(name: str, prefix: str) -> bool:
+    """Whether a parameter belongs to the classification head: outside the pretrained body
+    (`prefix`, e.g. "bert"), or its pooler."""
+    return not name.startswith(f"{prefix}.") or name.startswith(f"{prefix}.pooler.")
+
+
 def make_optimizer(model: torch.nn.Module, cfg: FinetuneClassifyConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; no weight decay on vectors (biases, LayerNorm)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    """AdamW over the trainable parameters; no weight decay on vectors (biases, LayerNorm).
+    In full fine-tuning the head learns at head_lr_scale x the rate (group key "lr_scale"): it
+    starts from random weights, while the body only needs to move a little."""
+    prefix = getattr(model, "base_model_prefix", "")
+    scale = cfg.head_lr_scale if not cfg.lora and prefix else 1.0
+    groups = []
+    for head in (False, True):
+        params = [(n, p) for n, p in model.named_parameters()
+                  if p.requires_grad and is_head(n, prefix) == head]
+        for decay in (True, False):
+            chosen = [p for _, p in params if (p.ndim >= 2) == decay]
+            if chosen:
+                groups.append({"params": chosen, "lr_scale": scale if head else 1.0,
+                               "weight_decay": cfg.weight_decay if decay else 0.0})
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-8)
 
 
@@ -670,7 +686,7 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, source: Path | None
             inputs, y = collate(tokenizer, train_ids, batches[position], train_y, device)
             lr = learning_rate(step, cfg, total_steps)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             logits = model(**inputs).logits.float()  # (B, num_labels)
             loss = F.cross_entropy(logits, y, weight=weights)
             loss.backward()

@@ -48,7 +48,7 @@ from goldmine.errors import GoldmineError
 from goldmine.files import read_json
 from goldmine.progress import console, human_count, info, progress_bar
 from goldmine.registry import start_run
-from goldmine.runtime import resolve_device
+from goldmine.runtime import autocast, resolve_device, resolve_precision
 from goldmine.train.finetune_classify import (
     Skipped,
     _truncate_log,
@@ -62,7 +62,8 @@ from goldmine.train.pretrain import StopRequest
 
 COMMAND = "finetune sft"
 STATE_FORMAT = "goldmine-sft-trainer/1"
-RESUME_OVERRIDABLE = {"max_steps", "epochs", "patience", "eval_every", "device", "resume"}
+RESUME_OVERRIDABLE = {"max_steps", "epochs", "patience", "eval_every", "device", "precision",
+                      "resume"}
 IGNORE = -100  # target id with no loss
 
 
@@ -216,8 +217,8 @@ def collate(enc: Encoded, sequences: list[list[int]], pad_id: int, device: torch
 
 
 @torch.no_grad()
-def answer_loss(model, enc: Encoded, pad_id: int, batch_size: int,
-                device: torch.device) -> dict[str, float]:
+def answer_loss(model, enc: Encoded, pad_id: int, batch_size: int, device: torch.device,
+                precision: str = "fp32") -> dict[str, float]:
     """Mean cross-entropy per answer token over all conversations, and its perplexity."""
     model.eval()
     order = sorted(range(len(enc.ids)), key=lambda i: -len(enc.ids[i]))  # little padding
@@ -225,7 +226,8 @@ def answer_loss(model, enc: Encoded, pad_id: int, batch_size: int,
     for start in range(0, len(order), batch_size):
         x, y, _ = collate(enc, [[i] for i in order[start:start + batch_size]], pad_id, device,
                           False)
-        logits = model(x).float()  # (B, T, V)
+        with autocast(device, precision):
+            logits = model(x).float()  # (B, T, V)
         total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1),
                                  ignore_index=IGNORE, reduction="sum").item()
         count += int((y != IGNORE).sum())
@@ -317,6 +319,9 @@ def finetune_sft(cfg: FinetuneSFTConfig | None = None, *,
                             f"with --resume {cfg.out}, or choose another --out")
     device = resolve_device(cfg.device)
     model, tokenizer, source = load_model(cfg.model, "best", device)  # fail before recording
+    if (cfg.max_length or 0) > model.config.block_size:
+        raise GoldmineError(f"max_length: {cfg.max_length} is more than the model's context "
+                            f"({model.config.block_size} tokens)")
     conversations = load_conversations(cfg)
     with start_run(COMMAND, cfg.to_dict(), out=out, resume=run_id) as run:
         result = _train(cfg, run, model, tokenizer, source, conversations, ckpt, device, callback)
@@ -338,11 +343,8 @@ def _train(cfg: FinetuneSFTConfig, run, model, tokenizer, source: Path, conv: Co
            ckpt: Path | None, device: torch.device, callback) -> dict[str, Any]:
     # ---- setup -------------------------------------------------------------------------------
     run_dir = run.dir
-    block = model.config.block_size
-    max_length = cfg.max_length or block
-    if max_length > block:
-        raise GoldmineError(f"max_length: {max_length} is more than the model's context "
-                            f"({block} tokens)")
+    precision = resolve_precision(cfg.precision, device)
+    max_length = cfg.max_length or model.config.block_size
     tokenizer_path = tokenizer.save(run_dir)  # with any chat tokens added to an HF tokenizer
     info(f"data: {len(conv.train):,} train / {len(conv.val):,} val conversations")
     if conv.val_from_train:
@@ -400,7 +402,8 @@ def _train(cfg: FinetuneSFTConfig, run, model, tokenizer, source: Path, conv: Co
     run.add_parent_from_path(source)
     share = (f" ({100 * trainable_params / total_params:.2f}%, LoRA r={cfg.lora_r})"
              if cfg.lora else "")
-    info(f"model: {human_count(total_params)} parameters from {source} on {device}, "
+    info(f"model: {human_count(total_params)} parameters from {source} on {device} "
+         f"({precision}), "
          f"{human_count(trainable_params)} trainable{share}; {total_steps:,} steps of "
          f"{cfg.batch_size} sequences ({per_epoch:,} per epoch)")
     meta = {"task": "sft", "source": str(source), "dataset": cfg.data, "run_id": run.id,
@@ -440,7 +443,8 @@ def _train(cfg: FinetuneSFTConfig, run, model, tokenizer, source: Path, conv: Co
             lr = learning_rate(step, cfg, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = model(x, targets=y, segments=segments)  # mean over answer tokens
+            with autocast(device, precision):
+                loss = model(x, targets=y, segments=segments)  # mean over answer tokens
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -463,7 +467,7 @@ def _train(cfg: FinetuneSFTConfig, run, model, tokenizer, source: Path, conv: Co
 
             final = step == total_steps
             if (eval_every and step % eval_every == 0) or final:
-                last_val = answer_loss(model, val, pad_id, cfg.batch_size, device)
+                last_val = answer_loss(model, val, pad_id, cfg.batch_size, device, precision)
                 log({"step": step, "val_loss": last_val["loss"], "val_ppl": last_val["ppl"]})
                 if best is None or last_val["loss"] < best["value"]:
                     best, bad_evals = {"step": step, "value": last_val["loss"], "val": last_val}, 0
@@ -506,6 +510,7 @@ def _train(cfg: FinetuneSFTConfig, run, model, tokenizer, source: Path, conv: Co
         "truncated": cut, "dropped": dropped, "val_from_train": conv.val_from_train,
         "skipped": dict(conv.skipped.counts), "trainable_params": trainable_params,
         "total_params": total_params, "resumed_from_step": resumed_from, "plot": str(plot),
+        "device": str(device), "precision": precision,
         "checkpoint": str(run_dir / "checkpoint"),
     }
     run.log_metrics({**{f"val_{k}": v for k, v in (result["val"] or {}).items()},
@@ -513,7 +518,8 @@ def _train(cfg: FinetuneSFTConfig, run, model, tokenizer, source: Path, conv: Co
                      "best_step": result["best_step"], "stop_reason": stop_reason,
                      "truncated": cut, "dropped": dropped, "skipped": result["skipped"],
                      "train_conversations": len(train.ids), "val_conversations": len(val.ids),
-                     "trainable_params": trainable_params, "total_params": total_params})
+                     "trainable_params": trainable_params, "total_params": total_params,
+                     "device": str(device), "precision": precision})
     run.add_artifact("plot", plot)
     run.add_artifact("metrics", metrics_path)
     if result["model_dir"]:

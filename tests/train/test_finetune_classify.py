@@ -29,7 +29,9 @@ NEGATIVE = "awful hate broken terrible horrible useless disappointed refund".spl
 FILLER = ("the a this product item box it was and arrived on time for my order really quite "
           "very today with some parts of colour size").split()
 # fast and learns the task: tiny model, high learning rate; on CPU, where runs are exact
-FAST = dict(batch_size=16, learning_rate=3e-3, warmup_ratio=0.1, patience=0, device="cpu")
+# tiny random encoders learn at 3e-3 whole; a 20x faster head would overshoot
+FAST = dict(batch_size=16, learning_rate=3e-3, head_lr_scale=1.0, warmup_ratio=0.1, patience=0,
+            device="cpu")
 
 
 def sentiment_rows(n_pos: int, n_neg: int, seed: int = 0) -> list[dict]:
@@ -310,6 +312,24 @@ def test_epoch_batches_are_a_pure_function_of_seed_and_epoch():
         return sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in bs)
 
     assert padding(one) * 5 < padding(plain)
+
+
+def test_the_new_head_learns_at_a_multiple_of_the_rate(world):
+    from goldmine.train.finetune_classify import build_model, make_optimizer
+
+    cfg = FinetuneClassifyConfig(learning_rate=1e-4, head_lr_scale=20.0)
+    model = build_model(Path(world["backbone"]), ["neg", "pos"], cfg)
+    opt = make_optimizer(model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    scaled = {names[id(p)] for g in opt.param_groups if g["lr_scale"] == 20.0 for p in g["params"]}
+    assert scaled == {n for n, _ in model.named_parameters()
+                      if n.startswith(("classifier.", "bert.pooler."))}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
+    for g in opt.param_groups:  # no weight decay on vectors, whatever their rate
+        assert g["weight_decay"] == (cfg.weight_decay if g["params"][0].ndim >= 2 else 0.0)
+    lora = FinetuneClassifyConfig(lora=True, head_lr_scale=20.0)  # LoRA: one rate (already high)
+    assert {g["lr_scale"] for g in make_optimizer(build_model(
+        Path(world["backbone"]), ["neg", "pos"], lora), lora).param_groups} == {1.0}
 
 
 def test_learning_rate_warmup_then_decay():

@@ -35,6 +35,7 @@ def test_sft_trains_on_a_prepared_dataset_and_saves_a_chat_checkpoint(gpt_run):
     res = finetune_sft(model=gpt_run["run_dir"], data=gpt_run["chats"], epochs=1, **FAST)
     assert res["stop_reason"] == "epochs" and res["best_step"] == res["steps"]
     assert res["val"]["loss"] > 0 and res["val_from_train"] is False
+    assert res["device"] == "cpu" and res["precision"] == "fp32"
     assert res["truncated"]["train"] > 0  # sample conversations longer than the 256-token context
     model_dir = Path(res["model_dir"])
     meta = json.loads((model_dir / "config.json").read_text())
