@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--compare-steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=64)
-    ap.add_argument("--learning-rate", type=float, default=5e-5)
+    ap.add_argument("--learning-rate", type=float, default=1e-4)
     ap.add_argument("--dir", help="working directory (default: a temporary one)")
     args = ap.parse_args()
     src = Path(args.data)
