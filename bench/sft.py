@@ -131,7 +131,7 @@ def main() -> None:
                     block_size=args.block_size, batch_size=16, max_steps=100_000,
                     max_time=f"{args.pretrain_minutes}m", learning_rate=1e-3,
                     warmup_steps=50, eval_every=200, device="cpu", out=str(work / "base"))
-    common = dict(data=str(chats), split="test", samples=args.samples, max_new_tokens=256,
+    common = dict(data=str(chats), split="test", samples=args.samples, max_new_tokens=96,
                   device="cpu")
     before = evaluate_lm(model=base["run_dir"], out=str(work / "eval-before"), **common)
     t0 = time.perf_counter()
