@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -61,9 +63,7 @@ def save_checkpoint(path: str | Path, model, tokenizer_path: str | Path, trainer
     generation frames prompts the same way. `chat`: the chat template (goldmine.chat) the model
     was tuned with; also written as tokenizer_config.json for transformers."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
+    with atomic_dir(path) as tmp:
         meta = {"format": FORMAT, "model": model.config.to_dict(), "data": data or {}}
         if chat:
             from goldmine.chat import tokenizer_config
@@ -78,16 +78,31 @@ def save_checkpoint(path: str | Path, model, tokenizer_path: str | Path, trainer
             tensors, hyper = optimizer_tensors(optimizer)
             save_file(tensors, tmp / "optimizer.safetensors")
             state["optimizer"] = hyper
-            rng = {"cpu": torch.get_rng_state()}
-            if torch.cuda.is_available():
-                rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-            save_file(rng, tmp / "rng.safetensors")
+            save_file(rng_tensors(), tmp / "rng.safetensors")
         write_json(tmp / "trainer.json", state)
+    return path
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    """torch's RNG states (CPU, and every CUDA device), for an exact --resume."""
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return rng
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """A temporary directory beside `path` to write into; it replaces `path` when the block
+    ends normally and is removed when it fails, so `path` is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        yield tmp
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
 
 
 def replace_dir(src: Path, dst: Path) -> None:

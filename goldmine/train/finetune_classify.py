@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import tempfile
 import time
 from collections import Counter
@@ -48,7 +47,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from goldmine.checkpoint import load_optimizer, load_rng, optimizer_tensors, replace_dir
+from goldmine.checkpoint import (
+    atomic_dir,
+    load_optimizer,
+    load_rng,
+    optimizer_tensors,
+    rng_tensors,
+)
 from goldmine.config import FinetuneClassifyConfig, explicit_options, resumed
 from goldmine.errors import GoldmineError
 from goldmine.files import read_json, write_json
@@ -445,38 +450,25 @@ def save_model(model: torch.nn.Module, tokenizer, run_dir: Path, meta: dict, lor
     if lora:
         targets.append((run_dir / "adapter", model))
     for dest, m in targets:
-        tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{dest.name}."))
-        try:
+        with atomic_dir(dest) as tmp:
             with quiet_transformers():
                 m.save_pretrained(tmp)
                 if dest == out:
                     tokenizer.save_pretrained(tmp)
             if dest == out:
                 write_json(tmp / "goldmine.json", meta)
-            replace_dir(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return out
 
 
 def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         state: dict[str, Any]) -> None:
     """checkpoint/: trainable weights, AdamW state, RNG state and trainer.json, atomically."""
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
+    with atomic_dir(path) as tmp:
         save_file(trainable_tensors(model), tmp / "trainable.safetensors")
         tensors, hyper = optimizer_tensors(optimizer)
         save_file(tensors, tmp / "optimizer.safetensors")
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        save_file(rng, tmp / "rng.safetensors")
+        save_file(rng_tensors(), tmp / "rng.safetensors")
         write_json(tmp / "trainer.json", {**state, "optimizer": hyper})
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,8 +29,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from goldmine import chat
-from goldmine.checkpoint import load_model, load_optimizer, load_rng, replace_dir, save_checkpoint
+from goldmine.checkpoint import atomic_dir, load_model, load_optimizer, load_rng, save_checkpoint
 from goldmine.config import FinetuneSFTConfig, explicit_options, resumed
 from goldmine.errors import GoldmineError
 from goldmine.files import read_json
@@ -270,16 +268,11 @@ def save_model(model, tokenizer_path: Path, run_dir: Path, info_: dict[str, Any]
         from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
-        tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".adapter."))
-        try:
+        with atomic_dir(run_dir / "adapter") as tmp:
             model.peft_config["default"].save_pretrained(tmp)
             tensors = {k: v.detach().cpu().contiguous()
                        for k, v in get_peft_model_state_dict(model).items()}
             save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
-            replace_dir(tmp, run_dir / "adapter")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return path
 
 
