@@ -15,16 +15,19 @@ from dataclasses import fields
 from typing import Any
 
 from goldmine.config import (
+    ChatConfig,
     Config,
     EvaluateConfig,
     FinetuneClassifyConfig,
     FinetuneSFTConfig,
+    FromFeedbackConfig,
     GenerateConfig,
     PredictConfig,
     PrepareConfig,
     PretrainConfig,
     QuickstartConfig,
     SampleDataConfig,
+    ServeConfig,
     TokenizeConfig,
     TokenizerConfig,
     _unwrap_optional,
@@ -67,6 +70,17 @@ EXAMPLES = {
                 "--finetune recipe.yaml\n"
                 "  goldmine evaluate --model RUN_ID --data reviews --baseline EVAL_RUN "
                 "--max-drop f1_macro=0.5",
+    "serve": "examples:\n"
+             "  goldmine keys create --name acme            # prints a key once\n"
+             "  goldmine serve --model chat=SFT_RUN --model sentiment=CLASSIFY_RUN\n"
+             "  goldmine serve --model llama=./my-hf-llama-dir --no-auth --port 8080   # local dev\n"
+             "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Authorization: Bearer KEY' \\\n"
+             "       -H 'Content-Type: application/json' \\\n"
+             "       -d '{\"model\": \"chat\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'",
+    "chat": "examples:\n  goldmine chat --model SFT_RUN\n"
+            "  goldmine chat --url http://127.0.0.1:8000 --api-key KEY",
+    "data from-feedback": "example:\n  goldmine data from-feedback --out liked.jsonl && "
+                          "goldmine data prepare liked.jsonl --kind chat --out liked",
     "predict": "example:\n  goldmine predict --model RUN_ID new_reviews.csv --out labelled.csv",
     "generate": "examples:\n  goldmine generate --model RUN_ID --prompt 'The wool scarf'\n"
                 "  goldmine generate --model SFT_RUN --prompt 'Where is my order?'   # chat\n"
@@ -112,7 +126,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif getattr(base, "__origin__", None) is list:
-            parser.add_argument(flag, action="append", metavar="TEXT", help=help_ + "; repeatable")
+            parser.add_argument(flag, action="append", metavar=meta.get("metavar") or "TEXT",
+                                help=help_ + "; repeatable")
         else:
             metavar = meta.get("metavar") or {int: "N", float: "X"}.get(base, "TEXT")
             choices = meta.get("choices")
@@ -475,6 +490,102 @@ def cmd_quickstart(args):
         emit(res, True, None)
 
 
+def cmd_serve(args):
+    from goldmine.serve.server import serve
+
+    serve(config_from_args(args, ServeConfig))
+
+
+def cmd_chat(args):
+    from goldmine.serve.terminal import chat
+
+    res = chat(config_from_args(args, ChatConfig))
+    if args.json:
+        emit(res, True, None)
+
+
+def cmd_from_feedback(args):
+    from goldmine.data.feedback import from_feedback
+
+    cfg = config_from_args(args, FromFeedbackConfig)
+    from goldmine.serve.store import ServeStore
+
+    with ServeStore(cfg.db) as store:
+        res = from_feedback(cfg.out, min_rating=cfg.min_rating, model=cfg.model,
+                            use_corrections=cfg.corrections, store=store)
+    emit(res, args.json, lambda r: _console().print(_kv_table(
+        "chat dataset from feedback",
+        [("file", r["path"]), ("conversations", r["conversations"]),
+         ("with a correction", r["corrected"]), ("rated below --min-rating", r["skipped_by_rating"]),
+         ("next", f"goldmine data prepare {r['path']} --kind chat --out feedback")])))
+
+
+def cmd_keys_create(args):
+    from goldmine.serve.commands import keys_create
+
+    row = keys_create(args.name, rpm=args.rpm, tokens_per_day=args.tokens_per_day, db=args.db)
+    if args.json:
+        return emit(row, True, None)
+    c = _console()
+    c.print(f"API key [bold]{row['name']}[/bold] ({row['id']}) created. It is shown only now; "
+            "only its hash is stored:")
+    print(row["key"])
+    limits = ", ".join(x for x in (f"{row['rpm']} requests/minute" if row.get("rpm") else "",
+                                   f"{row['tokens_per_day']:,} tokens/day"
+                                   if row.get("tokens_per_day") else "") if x) or "no limits"
+    c.print(f"limits: {limits}. Send it as `Authorization: Bearer KEY` (the openai client's "
+            "api_key).")
+
+
+def _ts(t) -> str:
+    import datetime
+
+    return "-" if not t else datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_keys_list(args):
+    from rich.table import Table
+
+    from goldmine.serve.commands import keys_list
+
+    rows = keys_list(db=args.db, include_revoked=args.all)
+    if args.json:
+        return emit({"keys": rows}, True, None)
+    t = Table(box=None)
+    for col in ("name", "id", "prefix", "requests/min", "tokens/day", "created", "revoked"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r["id"], "gm-" + r["prefix"] + "…", _fmt(r.get("rpm") or "-"),
+                  _fmt(r.get("tokens_per_day") or "-"), _ts(r["created"]), _ts(r.get("revoked")))
+    _console().print(_titled(f"API keys ({len(rows)})", t))
+
+
+def cmd_keys_revoke(args):
+    from goldmine.serve.commands import keys_revoke
+
+    row = keys_revoke(args.name, db=args.db)
+    emit(row, args.json, lambda r: _console().print(
+        f"revoked {r['name']} ({r['id']}); servers refuse it from their next request"))
+
+
+def cmd_keys_usage(args):
+    from rich.table import Table
+
+    from goldmine.serve.commands import keys_usage
+
+    rows = keys_usage(key=args.key, days=args.days, db=args.db)
+    if args.json:
+        return emit({"usage": rows}, True, None)
+    t = Table(box=None)
+    for col in ("day (UTC)", "key", "model", "requests", "prompt tokens", "completion tokens",
+                "total tokens"):
+        t.add_column(col, justify="left" if col in ("day (UTC)", "key", "model") else "right")
+    for r in rows:
+        t.add_row(r["day"], r["key"], r["model"], f"{r['requests']:,}", f"{r['prompt_tokens']:,}",
+                  f"{r['completion_tokens']:,}", f"{r['total_tokens']:,}")
+    _console().print(_titled("usage", t) if rows else "no usage recorded yet")
+
+
 def cmd_runs_list(args):
     from goldmine.registry import Registry
 
@@ -602,6 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(dsub, "prepare", PrepareConfig, cmd_prepare,
             "clean, deduplicate, scrub PII, balance, augment and split raw files into a dataset",
             "data prepare")
+    command(dsub, "from-feedback", FromFeedbackConfig, cmd_from_feedback,
+            "rated answers from the server (/v1/feedback) as a chat dataset for `finetune sft`",
+            "data from-feedback")
     command(dsub, "tokenize", TokenizeConfig, cmd_tokenize,
             "stream a corpus through a tokenizer into memory-mapped train/val token shards",
             "data tokenize")
@@ -630,6 +744,43 @@ def build_parser() -> argparse.ArgumentParser:
             "k-fold cross-validation, a report, and a gate against a baseline")
     command(sub, "predict", PredictConfig, cmd_predict,
             "label files with a fine-tuned classifier (streamed)")
+    command(sub, "serve", ServeConfig, cmd_serve,
+            "OpenAI-compatible HTTP API + web playground: continuous batching, API keys, "
+            "quotas, usage, metrics, feedback")
+    command(sub, "chat", ChatConfig, cmd_chat,
+            "chat with a model in the terminal (a run, or a running server with --url)")
+
+    keys = sub.add_parser("keys", help="API keys of `goldmine serve`: create, list, revoke, usage",
+                          formatter_class=_Formatter)
+    ksub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    db_help = "the server's database (default: GOLDMINE_HOME/registry.db)"
+    p = ksub.add_parser("create", help="create a key (printed once; only its hash is stored)",
+                        formatter_class=_Formatter)
+    p.add_argument("--name", required=True, help="who the key is for, e.g. a customer (unique "
+                                                 "among active keys)")
+    p.add_argument("--rpm", type=int, help="at most N requests per minute (default: no limit)")
+    p.add_argument("--tokens-per-day", type=int, metavar="N",
+                   help="at most N prompt + completion tokens per UTC day (default: no limit)")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_keys_create)
+    p = ksub.add_parser("list", help="active keys and their limits", formatter_class=_Formatter)
+    p.add_argument("--all", action="store_true", help="include revoked keys")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_keys_list)
+    p = ksub.add_parser("revoke", help="revoke a key by name or id", formatter_class=_Formatter)
+    p.add_argument("name", help="the key's name or id")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_keys_revoke)
+    p = ksub.add_parser("usage", help="requests and tokens per UTC day, key and model",
+                        formatter_class=_Formatter)
+    p.add_argument("--key", help="only this key (name or id)")
+    p.add_argument("--days", type=int, help="only the last N days")
+    p.add_argument("--db", help=db_help)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_keys_usage)
 
     runs = sub.add_parser("runs", help="the run registry: list, show, compare",
                           formatter_class=_Formatter)

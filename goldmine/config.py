@@ -816,6 +816,102 @@ class QuickstartConfig(Config):
                              "smoke": "seconds: a check that everything is wired"}
 
 
+@dataclass
+class ServeConfig(Config):
+    """goldmine serve: an OpenAI-compatible HTTP API (chat, completions, embeddings, classify)
+    with continuous batching, API keys, quotas, usage records, /metrics and a web playground
+    at http://HOST:PORT/."""
+
+    model: list[str] = opt([], "a model to serve as NAME=PATH: a goldmine GPT run or checkpoint "
+                           "(chat / completions), a local Hugging Face Llama/Mistral/Qwen2 "
+                           "directory, a `finetune classify` run (/v1/classify) or an encoder "
+                           "directory or 'minilm' (/v1/embeddings); default: the latest "
+                           "`finetune sft` (else `pretrain`) run and the latest `finetune "
+                           "classify` run", metavar="NAME=PATH")
+    embeddings: str | None = opt("minilm", "encoder served at /v1/embeddings as 'minilm' when "
+                                 "--model names no encoder ('none': no embeddings)")
+    host: str = opt("127.0.0.1", "address to listen on (0.0.0.0 exposes the server to the "
+                    "network: keep --auth on)")
+    port: int = opt(8000, "TCP port (0: any free port)")
+    auth: bool = opt(True, "require `Authorization: Bearer KEY` (keys from `goldmine keys "
+                     "create`); --no-auth is for local development only")
+    db: str | None = opt(None, "SQLite database for API keys, usage and feedback (default: the "
+                         "registry database, GOLDMINE_HOME/registry.db)")
+    max_batch: int = opt(32, "sequences decoded together per model (KV cache slots)")
+    max_queue: int = opt(256, "requests waiting for a slot before the server answers 503 with "
+                         "Retry-After")
+    max_cached_tokens: int | None = opt(None, "cap on prompt + max_tokens summed over running "
+                                        "requests per model (default: max_batch x context)")
+    prefill_chunk: int = opt(512, "prompt tokens prefilled per scheduler turn: long prompts are "
+                             "split so streaming clients keep getting tokens")
+    default_max_tokens: int = opt(512, "max_tokens when a request gives none (capped by the "
+                                  "context left after the prompt)")
+    log_conversations: bool = opt(True, "keep each chat request and answer in the database so "
+                                  "that /v1/feedback can refer to it (`goldmine data "
+                                  "from-feedback` exports them)")
+    device: str = opt("auto", "device: " + DEVICES)
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "127.0.0.1:8000, keys required, batch 32"}
+
+    def validate(self):
+        super().validate()
+        for name in ("max_batch", "prefill_chunk", "default_max_tokens"):
+            if getattr(self, name) < 1:
+                raise GoldmineError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise GoldmineError(f"max_queue: must be >= 0, got {self.max_queue}")
+        if not 0 <= self.port <= 65535:
+            raise GoldmineError(f"port: must be 0-65535, got {self.port}")
+        if self.max_cached_tokens is not None and self.max_cached_tokens < 2:
+            raise GoldmineError(f"max_cached_tokens: must be >= 2, got {self.max_cached_tokens}")
+
+
+@dataclass
+class ChatConfig(Config):
+    """goldmine chat: talk to a chat model in the terminal, answers streamed as they are
+    generated; /reset starts over, /exit (or Ctrl-D) ends."""
+
+    model: str | None = opt(None, "a run id or directory (loaded here), or with --url the "
+                            "served model's name (default: the server's first chat model)")
+    url: str | None = opt(None, "a running `goldmine serve` (or any OpenAI-compatible server), "
+                          "e.g. http://127.0.0.1:8000")
+    api_key: str | None = opt(None, "API key for --url (default: $GOLDMINE_API_KEY, then "
+                              "$OPENAI_API_KEY)")
+    system: str | None = opt(None, "system message that starts the conversation")
+    max_tokens: int = opt(256, "longest answer in tokens")
+    temperature: float = opt(0.7, "sampling temperature (0: greedy)")
+    top_p: float = opt(0.95, "nucleus sampling: smallest set of tokens with this probability")
+    seed: int | None = opt(None, "random seed (a fixed seed gives the same answers)")
+    device: str = opt("auto", "device for a model loaded here: " + DEVICES)
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "temperature 0.7, answers up to 256 tokens"}
+
+    def validate(self):
+        super().validate()
+        if self.max_tokens < 1:
+            raise GoldmineError(f"max_tokens: must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise GoldmineError(f"temperature: must be >= 0, got {self.temperature}")
+
+
+@dataclass
+class FromFeedbackConfig(Config):
+    """goldmine data from-feedback: rated answers from the server's playground and API
+    (/v1/feedback) as a `chat` JSONL dataset for `data prepare --kind chat` and `finetune sft`.
+    A correction replaces the model's answer (it is what the user wanted)."""
+
+    out: str = opt("feedback.jsonl", "output JSONL file")
+    min_rating: int = opt(1, "keep answers rated at least this (-1, 0 or 1)")
+    model: str | None = opt(None, "only conversations with this served model name")
+    corrections: bool = opt(True, "use corrections (also of answers rated below --min-rating)")
+    db: str | None = opt(None, "the server's database (default: GOLDMINE_HOME/registry.db)")
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "answers rated thumbs-up, and every corrected answer"}
+
+
 def parse_duration(text: str | float | int) -> float:
     """'90' / '90s' / '2m' / '1.5h' -> seconds."""
     s = str(text).strip().lower()

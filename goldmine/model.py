@@ -151,6 +151,61 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
+class SlotKVCache:
+    """Keys and values of many independent sequences for the serving engine: S slots of
+    (K, capacity, D) per layer, each slot at its own length.
+
+    Before each forward the engine calls `select(rows, positions, length)`: row b of the batch
+    is slot rows[b], its tokens sit at positions[b] (B, T), and attention reads the first
+    `length` cached positions of each row, each token seeing only positions <= its own.
+    Positions past a sequence's real end (padding in a batched prefill) hold junk that a later
+    write overwrites before any token can see it.
+    """
+
+    def __init__(self, cfg: GPTConfig, slots: int, capacity: int, device, dtype):
+        self.cfg, self.slots, self.device, self.dtype = cfg, slots, device, dtype
+        self.capacity = 0
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
+        self.reserve(capacity)
+
+    def reserve(self, capacity: int) -> None:
+        """Make room for `capacity` positions per slot (grows by doubling, keeps contents)."""
+        if capacity <= self.capacity:
+            return
+        new = max(capacity, min(2 * self.capacity, self.cfg.block_size))
+        shape = (self.slots, self.cfg.n_kv_head, new, self.cfg.head_dim)
+        for store in (self.k, self.v):
+            for i in range(self.cfg.n_layer):
+                t = torch.zeros(shape, device=self.device, dtype=self.dtype)
+                if store and i < len(store):
+                    t[:, :, :self.capacity] = store[i]
+                    store[i] = t
+                else:
+                    store.append(t)
+        self.capacity = new
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+    def select(self, rows: torch.Tensor, positions: torch.Tensor, length: int) -> None:
+        """rows: (B,) slot of each batch row; positions: (B, T); length: keys to attend over."""
+        self.rows, self.positions, self.length = rows, positions, length
+        keys = torch.arange(length, device=positions.device)
+        self.mask = (keys[None, None, :] <= positions[:, :, None])[:, None]   # (B, 1, T, L)
+        first, B = int(rows[0]), rows.numel()
+        contiguous = bool((rows == torch.arange(first, first + B, device=rows.device)).all())
+        self.span = slice(first, first + B) if contiguous else None
+
+    def update(self, layer: int, k, v):
+        """Write k, v (B, K, T, D) at each row's positions; return (B, K, length, D) each."""
+        kc, vc = self.k[layer], self.v[layer]
+        kc[self.rows[:, None], :, self.positions] = k.transpose(1, 2)    # (B, T, K, D)
+        vc[self.rows[:, None], :, self.positions] = v.transpose(1, 2)
+        rows = self.span if self.span is not None else self.rows
+        return kc[rows, :, :self.length], vc[rows, :, :self.length]
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int):
         super().__init__()
@@ -171,8 +226,8 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|K, T, D)
 
         past = 0
-        if cache is not None:
-            past = cache.pos
+        if cache is not None:  # a SlotKVCache brings its own mask; a KVCache has one length
+            past = 0 if mask is not None else cache.pos
             k, v = cache.update(self.layer, k, v)                 # (B, K, past + T, D)
         gqa = K != H  # grouped-query attention: each key/value head serves H / K query heads
         if mask is not None:  # packed sequences: causal within each, blind across them
@@ -275,22 +330,26 @@ class GPT(nn.Module):
             with torch.no_grad():
                 p.normal_(0.0, s, generator=gen)
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None, segments=None):
+    def forward(self, idx, targets=None, cache: KVCache | SlotKVCache | None = None,
+                segments=None):
         """idx: (B, T) token ids -> logits (B, T, V), or the mean cross-entropy if targets given.
 
         targets: (B, T) next-token ids, -100 where no loss is wanted. With a KV cache, idx holds
         only the new tokens; their positions continue after the cached ones. segments: (B, T)
         ids of the sequences packed into each row (non-decreasing along T): each token attends
-        only within its own sequence, and positions restart at 0 for each.
+        only within its own sequence, and positions restart at 0 for each. A SlotKVCache (the
+        serving engine's) gives every row its own positions and cached length.
         """
         B, T = idx.shape
-        start = cache.pos if cache is not None else 0
+        start = cache.pos if isinstance(cache, KVCache) else 0
         if start + T > self.rope.size(0):
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
         if self.rope.device != idx.device:
             self.rope = self.rope.to(idx.device)
         rot, mask = self.rope[start:start + T], None              # (T, D/2) complex
-        if segments is not None:
+        if isinstance(cache, SlotKVCache):  # each row at its own positions (serving engine)
+            rot, mask = self.rope[cache.positions], cache.mask   # (B, T, D/2), (B, 1, T, L)
+        elif segments is not None:
             pos = torch.arange(T, device=idx.device).expand(B, T)
             first = torch.ones_like(segments, dtype=torch.bool)
             first[:, 1:] = segments[:, 1:] != segments[:, :-1]   # a sequence starts here
@@ -301,7 +360,7 @@ class GPT(nn.Module):
         x = self.embed(idx)                                       # (B, T, C)
         for block in self.blocks:
             x = block(x, rot, cache, mask)
-        if cache is not None:
+        if isinstance(cache, KVCache):
             cache.pos += T
         x = self.norm(x)
         logits = self.head(x)                                     # (B, T, V)
