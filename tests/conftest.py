@@ -55,3 +55,36 @@ def gpt_run(workspace, tmp_path_factory):
         support = workspace["sample"]["files"]["support.jsonl"]["path"]
         prepare_dataset(inputs=[support], kind="chat", out=str(root / "chats"))
     return {"run_dir": res["run_dir"], "chats": str(root / "chats"), "root": root}
+
+
+@pytest.fixture
+def tiny_hf_llama():
+    """make(path, texts) -> a Llama directory as transformers writes it, with a byte-level BPE
+    tokenizer (vocabulary 300) that has none of goldmine's special tokens."""
+
+    def make(path, texts, chat_template: str | None = None):
+        import json
+
+        import tokenizers
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        tk = tokenizers.Tokenizer(tokenizers.models.BPE())
+        tk.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tk.decoder = tokenizers.decoders.ByteLevel()
+        trainer = tokenizers.trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<s>", "</s>"],
+            initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+        tk.train_from_iterator(texts, trainer)
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=tk.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=128, bos_token_id=0, eos_token_id=1)
+        LlamaForCausalLM(cfg).save_pretrained(path)
+        tk.save(str(path / "tokenizer.json"))
+        if chat_template is not None:
+            (path / "tokenizer_config.json").write_text(json.dumps({
+                "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>",
+                "eos_token": "</s>", "chat_template": chat_template}))
+        return path
+    return make

@@ -21,6 +21,7 @@ sequences of at most the model's context.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import secrets
 import threading
@@ -98,12 +99,19 @@ class Request:
     pending: int | None = None               # sampled, not yet fed back through the model
     generator: torch.Generator | None = None
     _queue: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    _done: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
         """Stop generating (the client went away); the slot is freed at the next turn."""
         self.cancelled = True
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the request has finished; False if `timeout` seconds passed first."""
+        return self._done.wait(timeout)
+
     def __iter__(self) -> Iterator[int]:
+        if self.on_token is not None:
+            raise TypeError("this request hands its tokens to on_token; use wait() instead")
         while True:
             tok = self._queue.get()
             if tok is None:
@@ -230,12 +238,13 @@ class Engine:
                         self._admit()
                     self._turn()
         except BaseException as e:  # a model failure ends every request instead of hanging them
+            logging.getLogger("goldmine.serve").exception("the engine stopped")
             self.error = e
             with self.wake:
                 for r in list(self.waiting) + self.active:
                     self._finish(r, "error")
                 self.waiting.clear()
-            raise
+                self.active.clear()
 
     def _admit(self) -> None:
         """Move waiting requests into free slots (called with the lock held)."""
@@ -344,6 +353,7 @@ class Engine:
         if r.finish_reason is None:
             r.finish_reason = reason
             r._emit(None)
+            r._done.set()
 
 
 def sample(logits: torch.Tensor, params: list[Sampling],

@@ -213,29 +213,7 @@ def test_skipped_rows_and_held_out_validation_are_reported(gpt_run, tmp_path, ca
     assert "held out 10% of train" in err and "skipped 2 rows" in err and "c.jsonl:21" in err
 
 
-def tiny_hf_llama(path: Path, texts) -> Path:
-    """A Llama directory as transformers writes it, with a byte-level BPE tokenizer that has
-    none of goldmine's special tokens."""
-    import tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tk = tokenizers.Tokenizer(tokenizers.models.BPE())
-    tk.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<s>", "</s>"],
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(texts, trainer)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=tk.get_vocab_size(), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=128, bos_token_id=0, eos_token_id=1)
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tk.save(str(path / "tokenizer.json"))
-    return path
-
-
-def test_a_hugging_face_llama_directory_is_a_backbone(tmp_path, gpt_run):
+def test_a_hugging_face_llama_directory_is_a_backbone(tmp_path, gpt_run, tiny_hf_llama):
     from transformers import LlamaForCausalLM
 
     texts = ["where is my order", "your order shipped", "refunds take five days"] * 20
