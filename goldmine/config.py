@@ -805,12 +805,17 @@ class QuickstartConfig(Config):
                             "prompts to sample from at the end")
     classify_steps: int = opt(80, "steps of fine-tuning the embedded MiniLM on the review "
                               "sentiment data (0: skip the classification part)")
+    serve: str = opt("auto", "at the end, serve the trained models over the OpenAI-compatible "
+                     "API and call it once per endpoint; then 'forever': keep serving until "
+                     "Ctrl-C, 'check': stop, 'auto': keep serving when run in a terminal, "
+                     "'off': no server", choices=["auto", "forever", "check", "off"])
+    port: int = opt(8000, "port for the server (a free one if it is taken)")
     device: str = opt("auto", "device: " + DEVICES)
 
     presets: ClassVar = {
         "default": {},
         "smoke": {"scale": 0.05, "vocab_size": 512, "max_steps": 8, "model": "test",
-                  "max_time": "60s", "classify_steps": 2},
+                  "max_time": "60s", "classify_steps": 2, "serve": "check", "port": 0},
     }
     preset_help: ClassVar = {"default": "about two minutes on a laptop CPU",
                              "smoke": "seconds: a check that everything is wired"}

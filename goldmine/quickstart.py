@@ -2,6 +2,7 @@
 
     sample data -> prepared corpus -> tokenizer -> token shards -> pretraining -> samples
                 -> prepared reviews -> MiniLM fine-tuned for sentiment -> its evaluation
+                -> both served over the OpenAI-compatible API, called once per endpoint
 
 Each step is the same function its own command runs, and each records its own run, so
 `goldmine runs list` afterwards shows the lineage: shards came from the tokenizer, the model
@@ -50,7 +51,7 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
     for name in ("model", "sentiment", "sentiment-eval"):  # runs refuse to overwrite a run
         if cfg.out and (work / name).exists():
             shutil.rmtree(work / name)
-    total = 8 if cfg.classify_steps else 6
+    total = (8 if cfg.classify_steps else 6) + (cfg.serve != "off")
     with start_run("quickstart", cfg.to_dict()) as run:
         _step(1, total, "sample data: an imaginary online shop (products, reviews, support chats, FAQ)")
         sample = generate_sample_data(work / "sample-data", seed=cfg.seed, scale=cfg.scale)
@@ -132,7 +133,82 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
                      f"{sample['files']['reviews.jsonl']['path']}")
     lines += ["  goldmine runs list", f"  goldmine runs show {trained['run_id']}"]
     console.print("\n".join(lines))
+    if cfg.serve != "off":
+        result["served"] = _serve(cfg, trained, classified, total)
     return result
+
+
+def _serve(cfg: QuickstartConfig, trained: dict, classified: dict | None,
+           total: int) -> dict[str, Any]:
+    """The last step: the models behind `goldmine serve`'s app, one real HTTP call per
+    endpoint, and how to call it with curl and the openai client."""
+    import sys
+    import time
+
+    import httpx
+
+    from goldmine.config import ServeConfig
+    from goldmine.errors import GoldmineError
+    from goldmine.serve.server import build_app, running
+
+    _step(total, total, "serving: OpenAI-compatible API, web playground, API key")
+    models = [f"gpt={trained['run_dir']}"]
+    if classified:
+        models.append(f"sentiment={classified['run_dir']}")
+    app, _, store = build_app(ServeConfig(model=models, device=cfg.device, default_max_tokens=64))
+    key, row = store.create_key(f"quickstart-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        server = running(app, "127.0.0.1", cfg.port)
+        url = server.__enter__()
+    except GoldmineError:  # the port is taken: any free one
+        server = running(app, "127.0.0.1", 0)
+        url = server.__enter__()
+    try:
+        auth = {"Authorization": f"Bearer {key}"}
+        prompt = cfg.prompt[0] if cfg.prompt else "The wool scarf"
+        calls = {}
+        with httpx.Client(base_url=url, headers=auth, timeout=120) as client:
+            r = client.post("/v1/completions", json={"model": "gpt", "prompt": prompt,
+                                                     "max_tokens": 40, "temperature": 0.7,
+                                                     "seed": cfg.seed}).json()
+            calls["completion"] = r["choices"][0]["text"]
+            console.print(f"POST /v1/completions  [bold]{prompt}[/bold]{calls['completion']}")
+            if classified:
+                text = "The scarf is soft and warm, I love it."
+                r = client.post("/v1/classify", json={"model": "sentiment", "input": text}).json()
+                calls["classify"] = r["data"][0]["label"]
+                console.print(f"POST /v1/classify     {text!r} -> [bold]{calls['classify']}[/bold] "
+                              f"({r['data'][0]['probabilities'][calls['classify']]:.2f})")
+            r = client.post("/v1/embeddings", json={"model": "minilm", "input": prompt}).json()
+            calls["embedding_dims"] = len(r["data"][0]["embedding"])
+            console.print(f"POST /v1/embeddings   {prompt!r} -> {calls['embedding_dims']} numbers")
+        console.print(f"\nAPI key {row['name']} (shown once, only its hash is stored):\n  {key}\n")
+        console.print("call it with curl:", style="bold")
+        print(f"  curl {url}/v1/completions -H 'Authorization: Bearer {key}' \\\n"
+              f"       -H 'Content-Type: application/json' \\\n"
+              f"       -d '{{\"model\": \"gpt\", \"prompt\": \"{prompt}\", \"max_tokens\": 40}}'")
+        console.print("or with the openai client (pip install openai):", style="bold")
+        print(f"  from openai import OpenAI\n"
+              f"  client = OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")\n"
+              f"  out = client.completions.create(model=\"gpt\", prompt=\"{prompt}\", max_tokens=40)\n"
+              f"  print(out.choices[0].text)")
+        keep = cfg.serve == "forever" or (cfg.serve == "auto" and sys.stdin.isatty()
+                                           and sys.stdout.isatty())
+        if keep:
+            console.print(f"\n[bold green]serving[/bold green] at {url}/ (playground) and "
+                          f"{url}/v1 — Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                console.print("stopped")
+        else:
+            console.print("\nthe server stops with the quickstart; start it again with")
+            print(f"  goldmine serve {' '.join('--model ' + m for m in models)}")
+    finally:
+        server.__exit__(None, None, None)
+        store.close()
+    return {"url": url, "key_name": row["name"], **calls}
 
 
 def _classify(cfg: QuickstartConfig, sample: dict, sub: dict, total: int) -> dict[str, Any]:

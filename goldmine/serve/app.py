@@ -38,7 +38,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from goldmine.errors import GoldmineError
@@ -47,6 +47,7 @@ from goldmine.serve.models import Served, ServedClassifier, ServedEncoder, Serve
 
 STATIC = Path(__file__).parent / "static"
 MAX_INPUTS = 256          # texts per embeddings / classify request
+MIN_TEMPERATURE = 1e-3   # below it sampling is greedy (dividing by ~0 makes the logits inf)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -66,6 +67,7 @@ class APIError(Exception):
 def error_response(status: int, message: str, type_: str = "invalid_request_error",
                    param: str | None = None, code: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
+    message, param = _printable(message), param if param is None else _printable(param)
     return JSONResponse({"error": {"message": message, "type": type_, "param": param,
                                    "code": code}}, status_code=status, headers=headers)
 
@@ -74,9 +76,11 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
         return "invalid request", None
-    e = errors[0]
-    loc = [str(x) for x in e.get("loc", ()) if x != "body"]
-    param = ".".join(loc) or None
+    # of a union's alternatives (stop: str | list[str]) a broken constraint says more than
+    # "not a string"
+    e = next((e for e in errors if not str(e.get("type")).endswith("_type")), errors[0])
+    loc = [x for x in e.get("loc", ()) if x != "body"]
+    param = _param(loc, exc.body, e.get("type") == "missing")
     if e.get("type") == "json_invalid":
         return "request body is not valid JSON", None
     if e.get("type") == "extra_forbidden":
@@ -87,9 +91,32 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {msg}" if param else msg), param
 
 
+def _param(loc: list, body: Any, missing: bool) -> str | None:
+    """The request field an error's location names: 'stop', not 'stop.list[str]' (the names
+    pydantic gives a union's alternatives are not places in the body; walk the body to tell)."""
+    parts, value = [], body
+    for i, x in enumerate(loc):
+        if isinstance(value, dict) and isinstance(x, str) and (
+                x in value or (missing and i == len(loc) - 1)):
+            parts.append(x)
+            value = value.get(x)
+        elif isinstance(value, list) and isinstance(x, int) and 0 <= x < len(value):
+            parts.append(str(x))
+            value = value[x]
+    return ".".join(parts) or None
+
+
 # -- request bodies (their JSON schema is the OpenAPI schema schemathesis tests) ---------------
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8(cls, data: Any) -> Any:
+        """JSON may escape lone surrogates ("\\ud800"): text no tokenizer or database takes."""
+        if _has_surrogate(data):
+            raise ValueError("text must be valid Unicode (it has a lone surrogate)")
+        return data
 
 
 class TextPart(Strict):
@@ -140,7 +167,7 @@ class CompletionRequest(Sampled):
 class EmbeddingRequest(Strict):
     model: str
     input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = "float"  # openai's client asks for base64
     user: str | None = None
 
 
@@ -244,7 +271,9 @@ class TextStream:
         return self._take(len(self.text) - _held_back(self.text, tuple(self.stops)))
 
     def flush(self) -> str:
-        return self._take(len(self.text.rstrip("\ufffd")) if not self.stopped else len(self.text))
+        if not self.stopped:  # half a UTF-8 character at the end (max_tokens) is no text
+            self.text = self.text.rstrip("\ufffd")
+        return self._take(len(self.text))
 
     def _take(self, upto: int) -> str:
         if upto <= self.emitted:
@@ -361,8 +390,10 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
                            f"tokens) leaves {room} of this model's {m.context}-token context",
                            param="max_tokens", code="context_length_exceeded")
         seed = body.seed if body.seed is None else body.seed % 2**63
-        return Sampling(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                        top_k=body.top_k, seed=seed, stop_ids=tuple(stop_ids))
+        temperature = body.temperature if body.temperature >= MIN_TEMPERATURE else 0.0
+        top_k = body.top_k if body.top_k is None else min(body.top_k, 2**31)  # an int64
+        return Sampling(max_tokens=max_tokens, temperature=temperature, top_p=body.top_p,
+                        top_k=top_k, seed=seed, stop_ids=tuple(stop_ids))
 
     def submit(m: ServedLM, prompt: list[int], params: Sampling, on_token):
         try:
@@ -371,6 +402,8 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
             raise APIError(503, str(e), "server_overloaded", code="overloaded",
                            headers={"Retry-After": str(e.retry_after)}) from None
         except GoldmineError as e:
+            if m.engine.error is not None:  # not the request's fault
+                raise APIError(500, str(e), "server_error", code="engine_failed") from None
             raise APIError(400, str(e)) from None
 
     def run(m: ServedLM, prompt: list[int], params: Sampling, stops: list[str]):
@@ -400,6 +433,9 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
             finally:
                 if not done:  # the client went away: free the slot
                     req.cancel()
+            if req.finish_reason == "error":
+                raise APIError(500, f"the engine stopped: {m.engine.error}", "server_error",
+                               code="engine_failed")
             reason = "stop" if text.stopped or req.finish_reason == "stop" else "length"
             if req.first_token_at is not None:
                 metrics.ttft.labels(m.name).observe(req.first_token_at - req.submitted)
@@ -422,8 +458,8 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
         watch = asyncio.ensure_future(until_disconnect(request))
         await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
-            task.cancel()
-            await gen.aclose()
+            task.cancel()  # (not gen.aclose(): the task is still running the generator)
+            await asyncio.wait({task})  # the generator's `finally` cancels the request
             raise APIError(499, "client disconnected")
         watch.cancel()
         return task.result()
@@ -515,7 +551,7 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
         key = await authorize(request)
         m: ServedLM = lookup(body.model, (ServedLM,), "completions need a language model")
         if isinstance(body.prompt, list):
-            vocab = m.tokenizer.vocab_size
+            vocab = min(m.tokenizer.vocab_size, m.engine.model.config.vocab_size)
             bad = [t for t in body.prompt if not 0 <= t < vocab]
             if bad:
                 raise APIError(400, f"prompt: token id {bad[0]} is outside the vocabulary "
@@ -564,6 +600,8 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
         m: ServedEncoder = lookup(body.model, (ServedEncoder,), "embeddings need an encoder")
         texts = [body.input] if isinstance(body.input, str) else body.input
         vectors, tokens = await asyncio.to_thread(m.embed, texts)
+        if body.encoding_format == "base64":
+            vectors = [_base64_floats(v) for v in vectors]
         await record(key, m.name, tokens, 0)
         return {"object": "list", "model": m.name,
                 "data": [{"object": "embedding", "index": i, "embedding": v}
@@ -613,6 +651,29 @@ def _messages(messages: list[Message]) -> list[dict[str, str]]:
                            param=f"messages.{i}.content")
         out.append({"role": role, "content": content})
     return out
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """An embedding as OpenAI sends it for encoding_format=base64: little-endian float32."""
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def _printable(text: str) -> str:
+    """Text that encodes as UTF-8 (an error message may quote a request's lone surrogate)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _stops(stop: str | list[str] | None) -> list[str]:

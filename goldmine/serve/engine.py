@@ -207,7 +207,7 @@ class Engine:
         sampling.check()
         self.check(len(prompt), sampling.max_tokens)
         req = Request(list(prompt), sampling, on_token)
-        if sampling.temperature > 0:
+        if sampling.temperature >= MIN_TEMPERATURE:
             req.generator = torch.Generator(device=self.device)
             req.generator.manual_seed(sampling.seed if sampling.seed is not None
                                       else secrets.randbits(63))
@@ -356,13 +356,16 @@ class Engine:
             r._done.set()
 
 
+MIN_TEMPERATURE = 1e-3   # below this, sampling is greedy (and 1 / T cannot overflow)
+
+
 def sample(logits: torch.Tensor, params: list[Sampling],
            generators: list[torch.Generator | None]) -> torch.Tensor:
     """One token per row of logits (B, V): argmax for greedy rows; for the others temperature,
     then top-k, then top-p (nucleus), then a draw from the row's own generator."""
     logits = logits.float()
     out = logits.argmax(-1)                                               # (B,)
-    rows = [i for i, p in enumerate(params) if p.temperature > 0]
+    rows = [i for i, p in enumerate(params) if p.temperature >= MIN_TEMPERATURE]
     if not rows:
         return out
     V = logits.size(-1)
@@ -370,7 +373,7 @@ def sample(logits: torch.Tensor, params: list[Sampling],
                                       device=logits.device)[:, None]     # (n, V)
     sorted_l, order = sub.sort(-1, descending=True)
     probs = sorted_l.softmax(-1)
-    top_k = torch.tensor([params[i].top_k or V for i in rows], device=logits.device)
+    top_k = torch.tensor([min(params[i].top_k or V, V) for i in rows], device=logits.device)
     top_p = torch.tensor([params[i].top_p for i in rows], device=logits.device)
     keep = torch.arange(V, device=logits.device)[None] < top_k[:, None]
     keep &= probs.cumsum(-1) - probs < top_p[:, None]   # mass before this token is still < p

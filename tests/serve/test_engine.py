@@ -195,3 +195,12 @@ def test_an_hf_llama_directory_decodes_like_transformers_generate(tmp_path, tiny
     with served.engine as e:
         got = e.generate(ids, Sampling(max_tokens=10, **GREEDY))
     assert got == want
+
+
+def test_extreme_sampling_values_neither_crash_nor_stop_the_engine(model):
+    p = prompts(1)[0]
+    with Engine(model) as e:
+        tiny = e.generate(p, Sampling(max_tokens=8, temperature=1e-300, seed=1))
+        huge_k = e.generate(p, Sampling(max_tokens=8, temperature=1.0, top_k=10**20, seed=1))
+        hot = e.generate(p, Sampling(max_tokens=8, temperature=1e6, seed=1))
+    assert tiny == alone(model, p, 8) and len(huge_k) == 8 and len(hot) == 8
