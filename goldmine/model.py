@@ -108,7 +108,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):  # (..., C) -> (..., C), computed in fp32 like Llama's reference
-        return RMSNormFunction.apply(x.float(), self.weight.float(), self.eps).type_as(x)
+        if torch.is_grad_enabled():
+            return RMSNormFunction.apply(x.float(), self.weight.float(), self.eps).type_as(x)
+        # inference: PyTorch's fused kernel, one op instead of eight (decode is op-bound)
+        return F.rms_norm(x.float(), (x.size(-1),), self.weight.float(), self.eps).type_as(x)
 
 
 def rope_table(cfg: GPTConfig, length: int, device=None):
@@ -184,6 +187,11 @@ class SlotKVCache:
                 else:
                     store.append(t)
         self.capacity = new
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` positions of slot src into slot dst (every layer)."""
+        for t in self.k + self.v:
+            t[dst, :, :length] = t[src, :, :length]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
@@ -280,7 +288,11 @@ class MLP(nn.Module):
         self.w2 = nn.Linear(self.hidden, cfg.n_embd, bias=False)        # down
 
     def forward(self, x):                                         # (B, T, C)
-        return self.w2(SwiGLUFunction.apply(self.w13(x)))         # (B, T, 2I) -> (B, T, C)
+        gate_up = self.w13(x)                                     # (B, T, 2I)
+        if torch.is_grad_enabled():
+            return self.w2(SwiGLUFunction.apply(gate_up))         # (B, T, I) -> (B, T, C)
+        gate, up = gate_up.chunk(2, dim=-1)
+        return self.w2(F.silu(gate).mul_(up))
 
 
 class Block(nn.Module):
@@ -294,6 +306,9 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def forward(self, x, rot, cache=None, mask=None):
+        if isinstance(self.dropout, nn.Identity):
+            x = x + self.attn(self.attn_norm(x), rot, cache, mask)
+            return x + self.mlp(self.mlp_norm(x))
         x = x + self.dropout(self.attn(self.attn_norm(x), rot, cache, mask))
         x = x + self.dropout(self.mlp(self.mlp_norm(x)))
         return x
@@ -331,14 +346,16 @@ class GPT(nn.Module):
                 p.normal_(0.0, s, generator=gen)
 
     def forward(self, idx, targets=None, cache: KVCache | SlotKVCache | None = None,
-                segments=None):
+                segments=None, last=None):
         """idx: (B, T) token ids -> logits (B, T, V), or the mean cross-entropy if targets given.
 
         targets: (B, T) next-token ids, -100 where no loss is wanted. With a KV cache, idx holds
         only the new tokens; their positions continue after the cached ones. segments: (B, T)
         ids of the sequences packed into each row (non-decreasing along T): each token attends
         only within its own sequence, and positions restart at 0 for each. A SlotKVCache (the
-        serving engine's) gives every row its own positions and cached length.
+        serving engine's) gives every row its own positions and cached length. last: (B,)
+        index of one token per row: only its logits are computed, (B, 1, V) (a prefill needs
+        the next-token logits of its last prompt token only).
         """
         B, T = idx.shape
         start = cache.pos if isinstance(cache, KVCache) else 0
@@ -362,6 +379,8 @@ class GPT(nn.Module):
             x = block(x, rot, cache, mask)
         if isinstance(cache, KVCache):
             cache.pos += T
+        if last is not None:
+            x = x[torch.arange(B, device=x.device), last][:, None]   # (B, 1, C)
         x = self.norm(x)
         logits = self.head(x)                                     # (B, T, V)
         if targets is None:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -247,6 +248,36 @@ KNOWN_PATHS = {"/", "/health", "/metrics", "/v1/models", "/v1/chat/completions",
                "/v1/completions", "/v1/embeddings", "/v1/classify", "/v1/feedback"}
 
 
+# -- tokens from the engine thread to the event loop --------------------------------------------
+class Dispatcher:
+    """Hands tokens from the engine thread to the event loop's queues with one wake-up of the
+    loop per engine step, not one per token: the first token of a step schedules a flush, the
+    others of that step join it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop, self.pending, self.scheduled = loop, [], False
+        self.lock = threading.Lock()
+
+    def sender(self, q: asyncio.Queue) -> Callable[[int | None], None]:
+        def send(tok: int | None) -> None:   # engine thread
+            with self.lock:
+                self.pending.append((q, tok))
+                if self.scheduled:
+                    return
+                self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self.flush)
+            except RuntimeError:  # the loop is closed: the server is shutting down
+                pass
+        return send
+
+    def flush(self) -> None:   # event loop
+        with self.lock:
+            items, self.pending, self.scheduled = self.pending, [], False
+        for q, tok in items:
+            q.put_nowait(tok)
+
+
 # -- text from tokens --------------------------------------------------------------------------
 class TextStream:
     """Token ids -> text deltas: never half a UTF-8 character, never (part of) a stop string."""
@@ -409,9 +440,8 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
     def run(m: ServedLM, prompt: list[int], params: Sampling, stops: list[str]):
         """Submit now (so a refusal is an HTTP error), then the engine's tokens as text:
         ('delta', text) ... ('done', (request, finish_reason, full text))."""
-        loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
-        req = submit(m, prompt, params, lambda tok: loop.call_soon_threadsafe(q.put_nowait, tok))
+        req = submit(m, prompt, params, dispatcher().sender(q))
 
         async def events():
             text, done = TextStream(m, stops), False
@@ -464,8 +494,25 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
         watch.cancel()
         return task.result()
 
+    dispatchers: dict[asyncio.AbstractEventLoop, Dispatcher] = {}
+
+    def dispatcher() -> Dispatcher:
+        loop = asyncio.get_running_loop()
+        if loop not in dispatchers:
+            dispatchers[loop] = Dispatcher(loop)
+        return dispatchers[loop]
+
     def sse(obj: dict) -> bytes:
         return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+    def delta_event(base: dict, field: str) -> Callable[[str], bytes]:
+        """SSE bytes of one content delta: the chunk's JSON is built once per stream, and only
+        the text is encoded per token (the hot path of streaming)."""
+        inner = {"content": "\0"} if field == "delta" else "\0"
+        template = sse({**base, "choices": [{"index": 0, field: inner, "finish_reason": None,
+                                             "logprobs": None}]})
+        head, tail = template.split(b'"\\u0000"')
+        return lambda text: head + json.dumps(text, ensure_ascii=False).encode() + tail
 
     # -- routes --------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -528,13 +575,13 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
         async def events():
             base = {"id": rid, "object": "chat.completion.chunk", "created": created,
                     "model": m.name}
+            delta = delta_event(base, "delta")
             yield sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant",
                                                                   "content": ""},
                                             "finish_reason": None, "logprobs": None}]})
             async for kind, value in gen:
                 if kind == "delta":
-                    yield sse({**base, "choices": [{"index": 0, "delta": {"content": value},
-                                                    "finish_reason": None, "logprobs": None}]})
+                    yield delta(value)
                 else:
                     req, reason, answer = value
                     yield sse({**base, "choices": [{"index": 0, "delta": {},
@@ -577,10 +624,10 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
 
         async def events():
             base = {"id": rid, "object": "text_completion", "created": created, "model": m.name}
+            delta = delta_event(base, "text")
             async for kind, value in gen:
                 if kind == "delta":
-                    yield sse({**base, "choices": [{"index": 0, "text": value,
-                                                    "finish_reason": None, "logprobs": None}]})
+                    yield delta(value)
                 else:
                     req, reason, _ = value
                     yield sse({**base, "choices": [{"index": 0, "text": "",

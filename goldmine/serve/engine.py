@@ -71,7 +71,7 @@ class EngineConfig:
     max_batch: int = 32                     # sequences decoded together (= KV cache slots)
     max_cached_tokens: int | None = None    # sum of prompt + max_tokens over running requests
                                             # (None: max_batch x context)
-    prefill_chunk: int = 512                # prompt tokens prefilled per scheduler turn
+    prefill_chunk: int = 128                # prompt tokens prefilled per scheduler turn
     max_queue: int = 256                    # waiting requests before submit() refuses
 
 
@@ -148,7 +148,6 @@ class Engine:
         self.on_step = on_step            # (phase 'prefill'|'decode', rows, tokens) after each forward
         self.waiting: deque[Request] = deque()
         self.active: list[Request] = []   # holding a slot: prefilling or decoding
-        self.free_slots = list(range(self.cfg.max_batch - 1, -1, -1))
         self.reserved = 0
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
@@ -158,11 +157,26 @@ class Engine:
 
     # -- public --------------------------------------------------------------------------------
     def start(self) -> Engine:
-        if self.thread is None:
+        """Run the scheduler in a background thread."""
+        if self.thread is None and not self.running:
             self.running = True
             self.thread = threading.Thread(target=self._loop, name="goldmine-engine", daemon=True)
             self.thread.start()
         return self
+
+    def run(self) -> None:
+        """Run the scheduler in the calling thread until stop() (from another thread) or Ctrl-C.
+
+        On small CPUs this is the fast way: PyTorch's OpenMP thread pool belongs to the thread
+        that first used it (the main thread, which loaded the model), and the same decode step
+        runs up to 2x slower from any other thread. `goldmine serve` therefore runs HTTP in a
+        background thread and its first model's engine here.
+        """
+        self.running = True
+        try:
+            self._loop()
+        finally:
+            self.running = False
 
     def stop(self, timeout: float = 10.0) -> None:
         with self.wake:
@@ -222,8 +236,17 @@ class Engine:
         return req
 
     def generate(self, prompt: list[int], sampling: Sampling | None = None) -> list[int]:
-        """Blocking convenience: the new token ids of one request."""
-        return list(self.submit(prompt, sampling))
+        """Blocking convenience: the new token ids of one request. On an engine that is not
+        running, the calling thread runs the scheduler until the request is done."""
+        req = self.submit(prompt, sampling)
+        if not self.running:
+            with torch.inference_mode():
+                while req.finish_reason is None:
+                    with self.wake:
+                        self._admit()
+                    self._turn()
+            return req.tokens
+        return list(req)
 
     # -- scheduler -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -254,10 +277,10 @@ class Engine:
                 self.waiting.popleft()
                 self._finish(r, "cancelled")
                 continue
-            if not self.free_slots or self.reserved + r.reserved > self.max_cached:
+            if len(self.active) >= self.cfg.max_batch or self.reserved + r.reserved > self.max_cached:
                 return
             self.waiting.popleft()
-            r.slot = self.free_slots.pop()
+            r.slot = len(self.active)          # slots 0..n-1 are always the n active requests
             self.reserved += r.reserved
             self.active.append(r)
 
@@ -290,24 +313,30 @@ class Engine:
             pos[b] = torch.arange(r.length, r.length + T).clamp_(max=top)
         slots = torch.tensor([r.slot for r, _ in rows])
         length = min(self.cache.capacity, max(r.length + T for r, _ in rows))
-        logits = self._forward(ids, slots, pos, length)          # (B, T, V)
+        last = torch.tensor([len(chunk) - 1 for _, chunk in rows])
+        logits = self._forward(ids, slots, pos, length, last)[:, 0]   # (B, V): each row's last
         if self.on_step:
             self.on_step("prefill", len(rows), sum(len(c) for _, c in rows))
-        last = []
+        done = []
         for b, (r, chunk) in enumerate(rows):
             r.length += len(chunk)
             if r.length == len(r.prompt):           # prompt done: its last logits give token 1
-                last.append((b, len(chunk) - 1, r))
-        if last:
-            picked = logits[[b for b, _, _ in last], [t for _, t, _ in last]]   # (n, V)
-            self._accept([r for _, _, r in last], picked)
+                done.append((b, len(chunk) - 1, r))
+        if done:
+            self._accept([r for _, _, r in done], logits[[b for b, _, _ in done]])
 
     def _decode(self, requests: list[Request]) -> None:
-        self.cache.reserve(min(self.context, max(r.length for r in requests) + 1))
-        ids = torch.tensor([[r.pending] for r in requests])                   # (B, 1)
-        pos = torch.tensor([[r.length] for r in requests])                    # (B, 1)
-        slots = torch.tensor([r.slot for r in requests])
-        logits = self._forward(ids, slots, pos, int(pos.max()) + 1)[:, -1]   # (B, V)
+        """One token for every decoding request. The batch is the slot range 0..hi-1, a view of
+        the cache rather than a gathered copy; a slot still prefilling rides along with a dummy
+        token written past its prompt so far, where its next chunk overwrites it."""
+        by_slot = {r.slot: r for r in self.active}
+        hi = max(r.slot for r in requests) + 1
+        self.cache.reserve(min(self.context, max(by_slot[s].length for s in range(hi)) + 1))
+        top = self.cache.capacity - 1
+        ids = torch.tensor([[by_slot[s].pending or 0] for s in range(hi)])            # (B, 1)
+        pos = torch.tensor([[min(by_slot[s].length, top)] for s in range(hi)])       # (B, 1)
+        logits = self._forward(ids, torch.arange(hi), pos, int(pos.max()) + 1)[:, -1]
+        logits = logits[[r.slot for r in requests]]                                  # (n, V)
         if self.on_step:
             self.on_step("decode", len(requests), len(requests))
         for r in requests:
@@ -315,10 +344,11 @@ class Engine:
             r.pending = None
         self._accept(requests, logits)
 
-    def _forward(self, ids, slots, pos, length):
+    def _forward(self, ids, slots, pos, length, last=None):
         d = self.device
         self.cache.select(slots.to(d), pos.to(d), length)
-        return self.model(ids.to(d), cache=self.cache)
+        return self.model(ids.to(d), cache=self.cache,
+                          last=None if last is None else last.to(d))
 
     def _accept(self, requests: list[Request], logits: torch.Tensor) -> None:
         """Sample one token per request from its logits (B, V); hand it over; finish the done."""
@@ -344,8 +374,11 @@ class Engine:
         with self.wake:
             if r in self.active:
                 self.active.remove(r)
-                self.free_slots.append(r.slot)
                 self.reserved -= r.reserved
+                last = next((a for a in self.active if a.slot == len(self.active)), None)
+                if last is not None:  # keep slots 0..n-1 packed: the last one fills the gap
+                    self.cache.move(last.slot, r.slot, last.length)
+                    last.slot = r.slot
         self._finish(r, reason)
 
     @staticmethod
@@ -362,24 +395,30 @@ MIN_TEMPERATURE = 1e-3   # below this, sampling is greedy (and 1 / T cannot over
 def sample(logits: torch.Tensor, params: list[Sampling],
            generators: list[torch.Generator | None]) -> torch.Tensor:
     """One token per row of logits (B, V): argmax for greedy rows; for the others temperature,
-    then top-k, then top-p (nucleus), then a draw from the row's own generator."""
+    then top-k, then top-p (nucleus), then a draw from the row's own generator (one uniform
+    number per row, mapped through the row's cumulative distribution)."""
     logits = logits.float()
     out = logits.argmax(-1)                                               # (B,)
     rows = [i for i, p in enumerate(params) if p.temperature >= MIN_TEMPERATURE]
     if not rows:
         return out
-    V = logits.size(-1)
-    sub = logits[rows] / torch.tensor([params[i].temperature for i in rows],
-                                      device=logits.device)[:, None]     # (n, V)
-    sorted_l, order = sub.sort(-1, descending=True)
-    probs = sorted_l.softmax(-1)
-    top_k = torch.tensor([min(params[i].top_k or V, V) for i in rows], device=logits.device)
-    top_p = torch.tensor([params[i].top_p for i in rows], device=logits.device)
-    keep = torch.arange(V, device=logits.device)[None] < top_k[:, None]
-    keep &= probs.cumsum(-1) - probs < top_p[:, None]   # mass before this token is still < p
-    keep[:, 0] = True
-    probs = probs * keep
-    for j, i in enumerate(rows):
-        choice = torch.multinomial(probs[j], 1, generator=generators[i])
-        out[i] = order[j, choice[0]]
+    V, dev = logits.size(-1), logits.device
+    sub = logits[rows] / torch.tensor([params[i].temperature for i in rows], device=dev)[:, None]
+    filtered = any(params[i].top_k is not None or params[i].top_p < 1 for i in rows)
+    if filtered:  # sort once: top-k and top-p are prefixes of the sorted distribution
+        sub, order = sub.sort(-1, descending=True)                        # (n, V)
+    probs = sub.softmax(-1)
+    if filtered:
+        top_k = torch.tensor([min(params[i].top_k or V, V) for i in rows], device=dev)
+        top_p = torch.tensor([params[i].top_p for i in rows], device=dev)
+        keep = torch.arange(V, device=dev)[None] < top_k[:, None]
+        keep &= probs.cumsum(-1) - probs < top_p[:, None]   # mass before this token is < p
+        keep[:, 0] = True
+        probs = probs * keep
+    cdf = probs.cumsum(-1)                                                # (n, V)
+    u = torch.cat([torch.rand(1, generator=generators[i], device=dev) for i in rows])
+    pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp_(max=V - 1)   # (n, 1)
+    if filtered:
+        pick = order.gather(1, pick)
+    out[rows] = pick[:, 0]
     return out

@@ -16,7 +16,7 @@ from typing import Any
 
 from goldmine.config import ServeConfig
 from goldmine.errors import GoldmineError
-from goldmine.serve.models import Served, ServedEncoder, load_served, parse_spec
+from goldmine.serve.models import Served, ServedEncoder, ServedLM, load_served, parse_spec
 
 
 def default_models() -> list[str]:
@@ -139,4 +139,15 @@ def serve(cfg: ServeConfig | None = None, **overrides: Any) -> None:
          f"metrics     {base}/metrics")
     if cfg.auth:
         info("keys        goldmine keys create --name NAME   (send as Authorization: Bearer KEY)")
-    uvicorn.run(app, host=cfg.host, port=port, log_level="warning", access_log=False)
+    engines = [m.engine for m in models.values() if isinstance(m, ServedLM)]
+    if not engines:
+        uvicorn.run(app, host=cfg.host, port=port, log_level="warning", access_log=False)
+        return
+    # HTTP in a background thread, the first model's engine in this one (see Engine.run)
+    main = engines[0]
+    main.running = True          # the app's start-up leaves this engine to us
+    with running(app, cfg.host, port):
+        try:
+            main.run()
+        except KeyboardInterrupt:
+            info("stopping")

@@ -168,7 +168,7 @@ def test_a_model_failure_ends_every_request_instead_of_hanging(model):
             super().__init__()
             self.config, self.w = model.config, torch.nn.Parameter(torch.zeros(1))
 
-        def forward(self, idx, cache=None):
+        def forward(self, idx, cache=None, last=None):
             raise RuntimeError("boom")
 
     e = Engine(Broken(), EngineConfig()).start()
