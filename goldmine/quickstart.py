@@ -151,6 +151,9 @@ def _serve(cfg: QuickstartConfig, trained: dict, classified: dict | None,
     from goldmine.errors import GoldmineError
     from goldmine.serve.server import build_app, running
 
+    def raw(text: str) -> None:  # commands to copy: not wrapped, no markup
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
+
     _step(total, total, "serving: OpenAI-compatible API, web playground, API key")
     models = [f"gpt={trained['run_dir']}"]
     if classified:
@@ -184,11 +187,11 @@ def _serve(cfg: QuickstartConfig, trained: dict, classified: dict | None,
             console.print(f"POST /v1/embeddings   {prompt!r} -> {calls['embedding_dims']} numbers")
         console.print(f"\nAPI key {row['name']} (shown once, only its hash is stored):\n  {key}\n")
         console.print("call it with curl:", style="bold")
-        print(f"  curl {url}/v1/completions -H 'Authorization: Bearer {key}' \\\n"
+        raw(f"  curl {url}/v1/completions -H 'Authorization: Bearer {key}' \\\n"
               f"       -H 'Content-Type: application/json' \\\n"
               f"       -d '{{\"model\": \"gpt\", \"prompt\": \"{prompt}\", \"max_tokens\": 40}}'")
         console.print("or with the openai client (pip install openai):", style="bold")
-        print(f"  from openai import OpenAI\n"
+        raw(f"  from openai import OpenAI\n"
               f"  client = OpenAI(base_url=\"{url}/v1\", api_key=\"{key}\")\n"
               f"  out = client.completions.create(model=\"gpt\", prompt=\"{prompt}\", max_tokens=40)\n"
               f"  print(out.choices[0].text)")
@@ -204,7 +207,7 @@ def _serve(cfg: QuickstartConfig, trained: dict, classified: dict | None,
                 console.print("stopped")
         else:
             console.print("\nthe server stops with the quickstart; start it again with")
-            print(f"  goldmine serve {' '.join('--model ' + m for m in models)}")
+            raw(f"  goldmine serve {' '.join('--model ' + m for m in models)}")
     finally:
         server.__exit__(None, None, None)
         store.close()

@@ -122,7 +122,12 @@ def test_quickstart_smoke_preset(capsys, tmp_path):
     res = json.loads(out)
     assert Path(res["plot"]).is_file() and Path(res["checkpoint"]).is_dir()
     assert set(res["samples"]) == {"The wool scarf", "User: Where is my order"}
-    assert "8/8" in err and "try next" in err
+    assert "9/9" in err and "try next" in err
+    # the last step served both models over HTTP and called each endpoint once
+    served = res["served"]
+    assert served["completion"] and served["classify"] in {"positive", "neutral", "negative"}
+    assert served["embedding_dims"] == 384
+    assert "curl http://127.0.0.1:" in err and "OpenAI(base_url=" in err
     # the classification part: MiniLM fine-tuned on review sentiment, evaluated on test
     clf = res["classifier"]
     assert 0.0 <= clf["metrics"]["accuracy"] <= 1.0 and Path(clf["report"]).is_file()

@@ -260,7 +260,7 @@ class Engine:
                             return
                         self._admit()
                     self._turn()
-        except BaseException as e:  # a model failure ends every request instead of hanging them
+        except Exception as e:  # a model failure ends every request instead of hanging them
             logging.getLogger("goldmine.serve").exception("the engine stopped")
             self.error = e
             with self.wake:
