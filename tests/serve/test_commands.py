@@ -105,6 +105,7 @@ def test_keys_commands_and_feedback_export(tmp_path, capsys, live_server):
     assert main(["keys", "create", "--name", "acme", "--db", db]) != 0   # name taken
     assert "exists already" in capsys.readouterr().err
     assert main(["keys", "revoke", "acme", "--db", db]) == 0
+    assert "revoked acme" in capsys.readouterr().out
     assert main(["keys", "list", "--db", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["keys"] == []
 
