@@ -72,3 +72,25 @@ def test_torchrun_nccl_two_gpus(workspace, home, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["world_size"] == 2 and res["ranks_in_sync"]
+
+
+def test_serving_engine_on_cuda():
+    """fp32: batched requests give exactly each one's tokens alone; bf16 (what `goldmine serve`
+    uses on CUDA): every request completes with its tokens from the bf16 weights."""
+    from goldmine.generate import SamplingParams, sample_tokens
+    from goldmine.model import GPT, GPTConfig
+    from goldmine.serve.engine import Engine, EngineConfig, Sampling
+
+    cfg = GPTConfig(vocab_size=300, block_size=128, n_layer=2, n_head=4, n_kv_head=2, n_embd=64)
+    model = GPT(cfg, seed=1).cuda().eval()
+    prompts = [[3 + i + j for j in range(4 + 5 * i)] for i in range(10)]
+    greedy = SamplingParams(max_new_tokens=12, temperature=0, top_k=None, top_p=None)
+    alone = [[int(t[0]) for t in sample_tokens(model, p, greedy)] for p in prompts]
+    with Engine(model, EngineConfig(max_batch=4, prefill_chunk=16)) as e:
+        reqs = [e.submit(p, Sampling(max_tokens=12, temperature=0.0)) for p in prompts]
+        assert [list(r) for r in reqs] == alone
+    with Engine(model.to(torch.bfloat16), EngineConfig(max_batch=4)) as e:
+        assert e.cache.k[0].dtype == torch.bfloat16 and e.cache.k[0].is_cuda
+        reqs = [e.submit(p, Sampling(max_tokens=12, temperature=0.8, seed=i))
+                for i, p in enumerate(prompts)]
+        assert all(len(list(r)) == 12 for r in reqs)
