@@ -82,7 +82,8 @@ def worker(side: str, args, conn) -> None:
     threads of one process (the engine's scheduler thread and the caller of `generate`) each
     bring an OpenMP pool, and with more pool threads than cores libgomp stops spinning and puts
     workers to sleep between ops: the small ops of batch-1 decoding then run up to 3x slower,
-    whichever side runs second."""
+    whichever side runs second. goldmine's engine runs its scheduler in the calling thread here
+    (`Engine.generate` on an engine that is not started), as `goldmine serve` does."""
     from goldmine.runtime import tune_cpu_allocator
 
     tuned = tune_cpu_allocator()
@@ -109,8 +110,10 @@ def worker(side: str, args, conn) -> None:
 
         ours = GPT(GPTConfig(**SHAPE), seed=args.seed).eval()
         params = ours.num_params()
-        engine = Engine(ours, EngineConfig())   # not started: generate() runs the scheduler
-                                                # in this (the main) thread, see Engine.run
+        # not started: generate() runs the scheduler in this (the main) thread, see Engine.run
+        engine = Engine(ours, EngineConfig(compile=side == "goldmine-compiled"))
+        if side == "goldmine-compiled":
+            engine.warm_up()                    # what `goldmine serve --compile` does at start
 
         def run() -> list[int]:
             return engine.generate(prompt, Sampling(max_tokens=N, temperature=0.0, stop_ids=()))
@@ -136,12 +139,15 @@ def main() -> None:
                     help="timed rounds, each one goldmine run then one transformers run (default: 5)")
     ap.add_argument("--seed", type=int, default=0, help="weights and prompt seed (default: 0)")
     ap.add_argument("--skip-hf", action="store_true", help="time goldmine only (no ratio)")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the torch.compile'd engine (`goldmine serve --compile`)")
     args = ap.parse_args()
     N = args.new_tokens
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    names = ["goldmine"] if args.skip_hf else ["goldmine", "hf"]
+    names = ["goldmine"] + ([] if args.no_compile else ["goldmine-compiled"]) \
+        + ([] if args.skip_hf else ["hf"])
     procs, conns, info = {}, {}, {}
     tokens: dict[str, list[int]] = {}
     rates: dict[str, list[float]] = {k: [] for k in names}
@@ -202,6 +208,15 @@ def main() -> None:
             "hf_tokens_per_s_all": [round(x, 1) for x in rates["hf"]],
             "ratio_of_best": round(max(rates["goldmine"]) / max(rates["hf"]), 3),
         })
+    if "goldmine-compiled" in rates:
+        c_tps = statistics.median(rates["goldmine-compiled"])
+        result["goldmine_compiled_tokens_per_s"] = round(c_tps, 1)
+        result["goldmine_compiled_tokens_per_s_all"] = [round(x, 1)
+                                                        for x in rates["goldmine-compiled"]]
+        result["compiled_same_tokens"] = tokens["goldmine-compiled"] == tokens["goldmine"]
+        if not args.skip_hf:
+            result["ratio_compiled"] = round(c_tps / hf_tps, 3)
+            result["meets_goal_compiled"] = c_tps / hf_tps >= GOAL
     import transformers
 
     result.update({

@@ -847,8 +847,12 @@ class ServeConfig(Config):
                          "Retry-After")
     max_cached_tokens: int | None = opt(None, "cap on prompt + max_tokens summed over running "
                                         "requests per model (default: max_batch x context)")
-    prefill_chunk: int = opt(512, "prompt tokens prefilled per scheduler turn: long prompts are "
+    prefill_chunk: int = opt(128, "prompt tokens prefilled per scheduler turn: long prompts are "
                              "split so streaming clients keep getting tokens")
+    compile: bool = opt(False, "torch.compile each GPT (dynamic shapes): faster small-batch "
+                        "decoding (about 1.4x per token at batch 1 on a 2-core CPU) after 20-60 s "
+                        "of compiling at start; a batch shape not seen yet may compile again on "
+                        "first use")
     default_max_tokens: int = opt(512, "max_tokens when a request gives none (capped by the "
                                   "context left after the prompt)")
     log_conversations: bool = opt(True, "keep each chat request and answer in the database so "

@@ -521,6 +521,11 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
 
     @app.get("/health")
     async def health():
+        failed = [name for name, m in models.items()
+                  if isinstance(m, ServedLM) and m.engine.error is not None]
+        if failed:  # a load balancer takes this server out of rotation
+            return JSONResponse({"status": "error", "models": list(models), "failed": failed},
+                                status_code=503)
         return {"status": "ok", "models": list(models)}
 
     @app.get("/metrics", include_in_schema=False)

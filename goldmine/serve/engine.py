@@ -73,6 +73,8 @@ class EngineConfig:
                                             # (None: max_batch x context)
     prefill_chunk: int = 128                # prompt tokens prefilled per scheduler turn
     max_queue: int = 256                    # waiting requests before submit() refuses
+    compile: bool = False                   # torch.compile the model (dynamic shapes): faster
+                                            # steps after a warm-up that compiles it
 
 
 _ids = itertools.count()
@@ -146,6 +148,7 @@ class Engine:
         self.cache = SlotKVCache(model.config, self.cfg.max_batch, min(256, self.context),
                                  p.device, p.dtype)
         self.on_step = on_step            # (phase 'prefill'|'decode', rows, tokens) after each forward
+        self.forward = torch.compile(model, dynamic=True) if self.cfg.compile else model
         self.waiting: deque[Request] = deque()
         self.active: list[Request] = []   # holding a slot: prefilling or decoding
         self.reserved = 0
@@ -347,8 +350,21 @@ class Engine:
     def _forward(self, ids, slots, pos, length, last=None):
         d = self.device
         self.cache.select(slots.to(d), pos.to(d), length)
-        return self.model(ids.to(d), cache=self.cache,
-                          last=None if last is None else last.to(d))
+        return self.forward(ids.to(d), cache=self.cache,
+                            last=None if last is None else last.to(d))
+
+    def warm_up(self) -> None:
+        """Run a few requests of different shapes through an engine that is not running yet, so
+        that a compiled model is compiled before the first client waits for it."""
+        n = min(self.context - 8, 40)
+        for batch, length in ((1, n), (2, n // 2), (3, 5)):
+            reqs = [self.submit(list(range(1, length + 1)), Sampling(max_tokens=4, temperature=0))
+                    for _ in range(batch)]
+            with torch.inference_mode():
+                while any(r.finish_reason is None for r in reqs):
+                    with self.wake:
+                        self._admit()
+                    self._turn()
 
     def _accept(self, requests: list[Request], logits: torch.Tensor) -> None:
         """Sample one token per request from its logits (B, V); hand it over; finish the done."""

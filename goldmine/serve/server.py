@@ -47,7 +47,8 @@ def load_models(cfg: ServeConfig, on_load=None) -> dict[str, Served]:
     device = resolve_device(cfg.device)
     dtype = torch.bfloat16 if device.type == "cuda" else None
     engine_cfg = EngineConfig(max_batch=cfg.max_batch, max_cached_tokens=cfg.max_cached_tokens,
-                              prefill_chunk=cfg.prefill_chunk, max_queue=cfg.max_queue)
+                              prefill_chunk=cfg.prefill_chunk, max_queue=cfg.max_queue,
+                              compile=cfg.compile)
     models: dict[str, Served] = {}
     for spec in specs:
         name, ref = parse_spec(spec)
@@ -57,6 +58,8 @@ def load_models(cfg: ServeConfig, on_load=None) -> dict[str, Served]:
             models[name] = load_served(name, ref, device, engine_cfg, dtype)
         except GoldmineError as e:
             raise GoldmineError(f"--model {spec}: {e}") from None
+        if cfg.compile and isinstance(models[name], ServedLM):
+            models[name].engine.warm_up()     # compile now, not on the first request
         if on_load:
             on_load(name, models[name])
     wants_embeddings = cfg.embeddings and cfg.embeddings.lower() != "none"

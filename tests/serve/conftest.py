@@ -4,6 +4,7 @@ for embeddings; and a live server on a free loopback port with an API key."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -40,18 +41,28 @@ def served(gpt_run, workspace, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def live_server(served, tmp_path_factory):
-    """The app over every kind of model, with keys required, on 127.0.0.1:<free port>."""
+def serve_models(served, tmp_path_factory):
+    """serve_models(**ServeConfig options) -> a context manager: the app over every kind of
+    model, with keys required, on 127.0.0.1:<free port>; yields what tests need of it."""
     from goldmine.config import ServeConfig
     from goldmine.serve.server import build_app, running
 
-    db = tmp_path_factory.mktemp("serve-db") / "serve.db"
-    cfg = ServeConfig(model=[f"chat={served['chat']}", f"gpt={served['gpt']}",
-                             f"sentiment={served['classifier']}"], db=str(db), device="cpu",
-                      max_batch=8, default_max_tokens=32)
-    app, models, store = build_app(cfg)
-    key, _ = store.create_key("tests")
-    with running(app) as url:
-        yield SimpleNamespace(url=url, key=key, store=store, models=models, app=app,
-                              chat_model="chat", completion_model="gpt",
-                              classify_model="sentiment", embed_model="minilm")
+    @contextmanager
+    def start(**options):
+        db = tmp_path_factory.mktemp("serve-db") / "serve.db"
+        cfg = ServeConfig(model=[f"chat={served['chat']}", f"gpt={served['gpt']}",
+                                 f"sentiment={served['classifier']}"], db=str(db), device="cpu",
+                          **options)
+        app, models, store = build_app(cfg)
+        key, _ = store.create_key("tests")
+        with running(app) as url:
+            yield SimpleNamespace(url=url, key=key, store=store, models=models, app=app,
+                                  chat_model="chat", completion_model="gpt",
+                                  classify_model="sentiment", embed_model="minilm")
+    return start
+
+
+@pytest.fixture(scope="session")
+def live_server(serve_models):
+    with serve_models(max_batch=8, default_max_tokens=32) as server:
+        yield server

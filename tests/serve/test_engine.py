@@ -204,3 +204,14 @@ def test_extreme_sampling_values_neither_crash_nor_stop_the_engine(model):
         huge_k = e.generate(p, Sampling(max_tokens=8, temperature=1.0, top_k=10**20, seed=1))
         hot = e.generate(p, Sampling(max_tokens=8, temperature=1e6, seed=1))
     assert tiny == alone(model, p, 8) and len(huge_k) == 8 and len(hot) == 8
+
+
+@pytest.mark.slow
+def test_a_compiled_engine_gives_the_same_tokens(model):
+    ps = prompts(6)
+    e = Engine(model, EngineConfig(max_batch=4, prefill_chunk=16, compile=True))
+    e.warm_up()                                     # compiles before the first request
+    with e:
+        reqs = [e.submit(p, Sampling(max_tokens=10, **GREEDY)) for p in ps]
+        outs = [list(r) for r in reqs]
+    assert outs == [alone(model, p, 10) for p in ps]

@@ -25,17 +25,9 @@ MODEL_FOR = {"/v1/chat/completions": ("chat", "gpt"), "/v1/completions": ("gpt",
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(served, tmp_path_factory):
-    from goldmine.config import ServeConfig
-    from goldmine.serve.server import build_app, running
-
-    db = tmp_path_factory.mktemp("fuzz-db") / "serve.db"
-    cfg = ServeConfig(model=[f"chat={served['chat']}", f"gpt={served['gpt']}",
-                             f"sentiment={served['classifier']}"], db=str(db), device="cpu",
-                      max_batch=4, default_max_tokens=8)
-    app, models, store = build_app(cfg)
-    key, _ = store.create_key("fuzz")
-    with running(app) as url:
+def fuzz_server(serve_models):
+    with serve_models(max_batch=4, default_max_tokens=8) as server:
+        url, key, models = server.url, server.key, server.models
         r = httpx.post(url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}],
                              "max_tokens": 2}, timeout=60)
