@@ -146,6 +146,16 @@ class Registry:
         return runs[:limit] if limit else runs
 
 
+def latest_completed(*commands: str) -> dict[str, Any] | None:
+    """The newest completed run of the first of `commands` that has one, or None."""
+    reg = Registry()
+    for command in commands:
+        runs = reg.list(limit=None, command=command, status="completed")
+        if runs:
+            return runs[0]
+    return None
+
+
 def run_id_for_path(path: str | Path) -> str | None:
     """The id of the run whose directory holds `path` (walking up to find run.json)."""
     p = Path(path).resolve()

@@ -21,15 +21,15 @@ from goldmine.serve.models import Served, ServedEncoder, ServedLM, load_served, 
 
 def default_models() -> list[str]:
     """NAME=PATH of the latest completed chat (else pretrain) run and classify run."""
-    from goldmine.registry import Registry
+    from goldmine.registry import latest_completed
 
-    reg = Registry()
     specs = []
-    for command, name in (("finetune sft", "chat"), ("pretrain", "gpt"),
-                          ("finetune classify", "classifier")):
-        runs = [r for r in reg.list(limit=None, command=command) if r["status"] == "completed"]
-        if runs and not (name == "gpt" and specs and specs[0].startswith("chat=")):
-            specs.append(f"{name}={runs[0]['run_dir']}")
+    lm = latest_completed("finetune sft", "pretrain")
+    if lm:
+        specs.append(f"{'chat' if lm['command'] == 'finetune sft' else 'gpt'}={lm['run_dir']}")
+    clf = latest_completed("finetune classify")
+    if clf:
+        specs.append(f"classifier={clf['run_dir']}")
     return specs
 
 

@@ -138,15 +138,13 @@ class RemoteChat:
 
 
 def _latest_chat_run() -> str:
-    from goldmine.registry import Registry
+    from goldmine.registry import latest_completed
 
-    for command in ("finetune sft", "pretrain"):
-        runs = [r for r in Registry().list(limit=None, command=command)
-                if r["status"] == "completed"]
-        if runs:
-            return runs[0]["run_dir"]
-    raise GoldmineError("model: give --model (a `finetune sft` run) or --url of a server; "
-                        "no completed chat or pretrain run is recorded")
+    run = latest_completed("finetune sft", "pretrain")
+    if run is None:
+        raise GoldmineError("model: give --model (a `finetune sft` run) or --url of a server; "
+                            "no completed chat or pretrain run is recorded")
+    return run["run_dir"]
 
 
 def chat(cfg: ChatConfig | None = None, read: Callable[[str], str] = input,

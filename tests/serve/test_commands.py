@@ -129,3 +129,14 @@ def test_keys_commands_and_feedback_export(tmp_path, capsys, live_server):
     assert main(["keys", "usage", "--db", db, "--key", "tests", "--json"]) == 0
     usage = json.loads(capsys.readouterr().out)["usage"]
     assert sum(u["requests"] for u in usage) >= 1
+
+
+def test_serve_defaults_to_the_latest_chat_and_classify_runs(served, monkeypatch):
+    from goldmine.config import ServeConfig
+    from goldmine.errors import GoldmineError
+    from goldmine.serve.server import default_models, load_models
+
+    with pytest.raises(GoldmineError, match="nothing to serve"):
+        load_models(ServeConfig())                      # an empty registry
+    monkeypatch.setenv("GOLDMINE_HOME", str(served["root"] / "home"))
+    assert default_models() == [f"chat={served['chat']}", f"classifier={served['classifier']}"]
