@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -149,6 +150,10 @@ def serve(cfg: ServeConfig | None = None, **overrides: Any) -> None:
     # HTTP in a background thread, the first model's engine in this one (see Engine.run)
     main = engines[0]
     main.running = True          # the app's start-up leaves this engine to us
+
+    def terminate(signum, frame):  # SIGTERM (docker stop, systemd) stops as Ctrl-C does
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, terminate)
     with running(app, cfg.host, port):
         try:
             main.run()

@@ -29,7 +29,8 @@ def scripted(lines):
 
 
 @pytest.mark.slow
-def test_goldmine_serve_runs_until_ctrl_c(served, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_goldmine_serve_runs_until_ctrl_c(served, tmp_path, stop):
     port = free_port()
     env = {**os.environ, "GOLDMINE_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(
@@ -54,7 +55,7 @@ def test_goldmine_serve_runs_until_ctrl_c(served, tmp_path):
         r = httpx.post(url + "/v1/chat/completions", timeout=60, json={
             "model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 5
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
