@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import (
@@ -382,6 +382,9 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
         _check_limits(row)
         return row
 
+    # a dependency, so a request without a valid key gets 401 before its body is validated
+    key_dep = Depends(authorize)
+
     def _check_limits(row: dict) -> None:
         from goldmine.serve.store import RateLimited
 
@@ -533,15 +536,13 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
-    async def list_models(request: Request):
-        await authorize(request)
+    async def list_models(key: dict | None = key_dep):
         return {"object": "list", "data": [
             {"id": name, "object": "model", "created": m.created, "owned_by": "goldmine",
              **m.describe()} for name, m in models.items()]}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest, request: Request):
-        key = await authorize(request)
+    async def chat_completions(body: ChatRequest, request: Request, key: dict | None = key_dep):
         m: ServedLM = lookup(body.model, (ServedLM,), "chat completions need a language model")
         messages = _messages(body.messages)
         if messages[-1]["role"] == "assistant":
@@ -599,8 +600,7 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
                                  headers={"Cache-Control": "no-cache", "X-Request-Id": rid})
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request):
-        key = await authorize(request)
+    async def completions(body: CompletionRequest, request: Request, key: dict | None = key_dep):
         m: ServedLM = lookup(body.model, (ServedLM,), "completions need a language model")
         if isinstance(body.prompt, list):
             vocab = min(m.tokenizer.vocab_size, m.engine.model.config.vocab_size)
@@ -647,8 +647,7 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
                                  headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingRequest, request: Request):
-        key = await authorize(request)
+    async def embeddings(body: EmbeddingRequest, key: dict | None = key_dep):
         m: ServedEncoder = lookup(body.model, (ServedEncoder,), "embeddings need an encoder")
         texts = [body.input] if isinstance(body.input, str) else body.input
         vectors, tokens = await asyncio.to_thread(m.embed, texts)
@@ -661,8 +660,7 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     @app.post("/v1/classify")
-    async def classify(body: ClassifyRequest, request: Request):
-        key = await authorize(request)
+    async def classify(body: ClassifyRequest, key: dict | None = key_dep):
         m: ServedClassifier = lookup(body.model, (ServedClassifier,),
                                      "/v1/classify needs a fine-tuned classifier")
         texts = [body.input] if isinstance(body.input, str) else body.input
@@ -672,8 +670,7 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     @app.post("/v1/feedback")
-    async def feedback(body: FeedbackRequest, request: Request):
-        await authorize(request)
+    async def feedback(body: FeedbackRequest, key: dict | None = key_dep):
         if store is None:
             raise APIError(400, "this server keeps no feedback (started without a database)")
         from goldmine.serve.store import UnknownResponse

@@ -676,3 +676,11 @@ def test_server_keeps_serving_during_and_after_errors(client, live_server):
     assert live_server.models["chat"].engine.error is None
     assert chat(client, max_tokens=4)["choices"][0]["message"]["role"] == "assistant"
     assert httpx.get(live_server.url + "/health").status_code == 200
+
+
+def test_the_key_is_checked_before_the_body(live_server):
+    # OpenAI's order: a request without a valid key learns nothing about its body
+    for headers in ({}, {"Authorization": "Bearer gm-wrong"}):
+        r = httpx.post(live_server.url + "/v1/chat/completions", headers=headers,
+                       json={"model": "chat", "messages": "not a list", "n": 7})
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
