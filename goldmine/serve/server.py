@@ -118,10 +118,10 @@ def running(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0) 
 
 
 def serve(cfg: ServeConfig | None = None, **overrides: Any) -> None:
-    """`goldmine serve`: run until Ctrl-C."""
-    import uvicorn
-
+    """`goldmine serve`: run until Ctrl-C (or SIGTERM); the run is recorded with the requests
+    and tokens it served."""
     from goldmine.progress import console, info
+    from goldmine.registry import start_run
 
     cfg = (cfg or ServeConfig()).update(overrides)
     cfg.validate()
@@ -144,18 +144,38 @@ def serve(cfg: ServeConfig | None = None, **overrides: Any) -> None:
     if cfg.auth:
         info("keys        goldmine keys create --name NAME   (send as Authorization: Bearer KEY)")
     engines = [m.engine for m in models.values() if isinstance(m, ServedLM)]
-    if not engines:
-        uvicorn.run(app, host=cfg.host, port=port, log_level="warning", access_log=False)
-        return
-    # HTTP in a background thread, the first model's engine in this one (see Engine.run)
-    main = engines[0]
-    main.running = True          # the app's start-up leaves this engine to us
 
     def terminate(signum, frame):  # SIGTERM (docker stop, systemd) stops as Ctrl-C does
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, terminate)
-    with running(app, cfg.host, port):
-        try:
-            main.run()
-        except KeyboardInterrupt:
-            info("stopping")
+    with start_run("serve", cfg.to_dict()) as run:
+        for m in models.values():
+            run.add_parent_from_path(m.path)
+        if engines:
+            engines[0].running = True     # the app's start-up leaves this engine to us
+        with running(app, cfg.host, port):
+            try:
+                if engines:  # HTTP in a background thread, the first engine here (Engine.run)
+                    engines[0].run()
+                else:
+                    while True:
+                        time.sleep(3600)
+            except KeyboardInterrupt:
+                info("stopping")
+        totals = served_totals(app.state.metrics)
+        run.log_metrics({**totals, "models": len(models), "url": base})
+        info(f"served {totals['requests']:,} requests, {totals['prompt_tokens']:,} prompt and "
+             f"{totals['completion_tokens']:,} completion tokens (run {run.id})")
+
+
+def served_totals(metrics) -> dict[str, int]:
+    """API requests (/v1/...) and tokens served so far, from the app's Prometheus counters."""
+    out = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    for family in metrics.requests.collect():
+        out["requests"] += sum(int(s.value) for s in family.samples
+                               if s.name.endswith("_total") and s.labels["path"].startswith("/v1/"))
+    for family in metrics.tokens.collect():
+        for s in family.samples:
+            if s.name.endswith("_total"):
+                out[s.labels["kind"] + "_tokens"] += int(s.value)
+    return out

@@ -63,6 +63,12 @@ def test_goldmine_serve_runs_until_ctrl_c(served, tmp_path, stop):
     assert proc.returncode == 0, out
     assert "--no-auth" in out and "WARNING" in out     # said loudly
     assert f"{url}/v1" in out and "Traceback" not in out
+    assert "served 2 requests" in out                  # /v1/models and the chat completion
+    from goldmine.registry import Registry
+
+    run = Registry(tmp_path / "home" / "registry.db").list(command="serve")[0]
+    assert run["status"] == "completed" and run["metrics"]["requests"] == 2
+    assert 0 < run["metrics"]["completion_tokens"] <= 5 and len(run["parents"]) == 2
 
 
 def test_chat_in_the_terminal_with_a_local_model(served):
