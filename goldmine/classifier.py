@@ -109,6 +109,7 @@ class Classifier:
         self.device = device
         self.meta = meta or {}
         self.last_truncated = 0  # texts truncated by the latest predict_proba call
+        self.last_tokens = 0  # tokens read by the latest predict_proba call
         self.truncated = 0  # texts truncated since loading
 
     # -- loading ---------------------------------------------------------------------------
@@ -220,13 +221,14 @@ class Classifier:
 
         texts = ["" if t is None else str(t) for t in texts]
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        self.last_truncated = 0
+        self.last_truncated = self.last_tokens = 0
         if not texts:
             return out
         batch_size = max(1, int(batch_size))
         pad_id = self.tokenizer.pad_token_id or 0
         ids, types, cut = self._encode(texts)
         self.last_truncated = cut
+        self.last_tokens = sum(len(x) for x in ids)  # tokens read (after truncation)
         self.truncated += cut
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         with torch.inference_mode():

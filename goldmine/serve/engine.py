@@ -243,13 +243,17 @@ class Engine:
         running, the calling thread runs the scheduler until the request is done."""
         req = self.submit(prompt, sampling)
         if not self.running:
-            with torch.inference_mode():
-                while req.finish_reason is None:
-                    with self.wake:
-                        self._admit()
-                    self._turn()
+            self._run_here([req])
             return req.tokens
         return list(req)
+
+    def _run_here(self, requests: list[Request]) -> None:
+        """Schedule in the calling thread until `requests` are done (engine not started)."""
+        with torch.inference_mode():
+            while any(r.finish_reason is None for r in requests):
+                with self.wake:
+                    self._admit()
+                self._turn()
 
     # -- scheduler -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -358,13 +362,9 @@ class Engine:
         that a compiled model is compiled before the first client waits for it."""
         n = min(self.context - 8, 40)
         for batch, length in ((1, n), (2, n // 2), (3, 5)):
-            reqs = [self.submit(list(range(1, length + 1)), Sampling(max_tokens=4, temperature=0))
-                    for _ in range(batch)]
-            with torch.inference_mode():
-                while any(r.finish_reason is None for r in reqs):
-                    with self.wake:
-                        self._admit()
-                    self._turn()
+            self._run_here([self.submit(list(range(1, length + 1)),
+                                        Sampling(max_tokens=4, temperature=0))
+                            for _ in range(batch)])
 
     def _accept(self, requests: list[Request], logits: torch.Tensor) -> None:
         """Sample one token per request from its logits (B, V); hand it over; finish the done."""

@@ -131,9 +131,7 @@ class ServedClassifier:
 
     def classify(self, texts: list[str]) -> tuple[list[dict], int]:
         probs = self.classifier.predict_proba(texts)
-        tokens = sum(len(self.classifier.tokenizer(t, truncation=True,
-                                                   max_length=self.classifier.max_length)
-                         ["input_ids"]) for t in texts)
+        tokens = self.classifier.last_tokens   # counted while encoding, not encoded again
         rows = []
         for i, p in enumerate(probs):
             best = int(p.argmax())
