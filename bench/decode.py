@@ -2,7 +2,7 @@
 
 A 6-layer, 384-wide Llama-format GPT (6 heads, SwiGLU 1024, vocab 8192, context 1024, fp32,
 random weights from a fixed seed) is built by goldmine and the same weights are loaded into
-`transformers.LlamaForCausalLM` through goldmine.export's conversion; the logits of both are
+`transformers.LlamaForCausalLM` through goldmine.export.llama's conversion; the logits of both are
 checked to agree before anything is timed. From a 32-token prompt each side generates exactly N
 new tokens greedily (no stop token): goldmine with `Engine.generate(prompt, Sampling(
 max_tokens=N, temperature=0, stop_ids=()))`, transformers with `generate(do_sample=False,
@@ -45,7 +45,7 @@ def build_models(seed: int = 0, vocab_size: int = SHAPE["vocab_size"], check: bo
     eval mode; with `check`, fails loudly unless their logits agree on a random sequence."""
     from transformers import LlamaForCausalLM
 
-    from goldmine.export import to_hf_config, to_hf_state_dict
+    from goldmine.export.llama import to_hf_config, to_hf_state_dict
     from goldmine.model import GPT, GPTConfig
 
     cfg = GPTConfig(**{**SHAPE, "vocab_size": vocab_size})

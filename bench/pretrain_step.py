@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from goldmine import cost  # noqa: E402
 from goldmine.config import PretrainConfig  # noqa: E402
-from goldmine.export import to_hf_config  # noqa: E402
+from goldmine.export.llama import to_hf_config  # noqa: E402
 from goldmine.model import GPT, GPTConfig  # noqa: E402
 from goldmine.runtime import tune_cpu_allocator  # noqa: E402
 from goldmine.train.pretrain import make_optimizer  # noqa: E402

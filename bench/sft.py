@@ -41,7 +41,7 @@ def throughput(model_dir: Path, chats: Path, steps: int, batch: int) -> tuple[fl
     from transformers import LlamaForCausalLM
 
     from goldmine.checkpoint import load_model
-    from goldmine.export import to_hf_config, to_hf_state_dict
+    from goldmine.export.llama import to_hf_config, to_hf_state_dict
     from goldmine.train.finetune_sft import (
         Skipped,
         collate,

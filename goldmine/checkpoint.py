@@ -195,7 +195,7 @@ def load_model(ref: str | Path, which: str = "best", device: str | torch.device 
     """(GPT, Tokenizer, checkpoint dir) from a run id, run directory or checkpoint directory, or
     a local Hugging Face Llama-family directory. `tokenizer.chat` is the chat template the model
     was tuned with (`finetune sft`), or None."""
-    from goldmine.export import is_hf_model_dir, load_hf_causal_lm
+    from goldmine.export.llama import is_hf_model_dir, load_hf_causal_lm
     from goldmine.model import GPT, GPTConfig
     from goldmine.progress import info
     from goldmine.tokenizer import Tokenizer

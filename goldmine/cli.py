@@ -18,6 +18,7 @@ from goldmine.config import (
     ChatConfig,
     Config,
     EvaluateConfig,
+    ExportConfig,
     FinetuneClassifyConfig,
     FinetuneSFTConfig,
     FromFeedbackConfig,
@@ -25,6 +26,7 @@ from goldmine.config import (
     PredictConfig,
     PrepareConfig,
     PretrainConfig,
+    QuantizeConfig,
     QuickstartConfig,
     SampleDataConfig,
     ServeConfig,
@@ -81,6 +83,15 @@ EXAMPLES = {
             "  goldmine chat --url http://127.0.0.1:8000 --api-key KEY",
     "data from-feedback": "example:\n  goldmine data from-feedback --out liked.jsonl && "
                           "goldmine data prepare liked.jsonl --kind chat --out liked",
+    "export": "examples:\n"
+              "  goldmine export SFT_RUN --format hf --out my-model     # transformers, vLLM, TGI\n"
+              "  goldmine export SFT_RUN --format gguf --gguf-type q8_0 --out my-model-gguf\n"
+              "  goldmine export CLASSIFY_RUN --format onnx --out sentiment-onnx\n"
+              "  goldmine export SFT_LORA_RUN --merge-lora --format hf --out merged",
+    "quantize": "examples:\n"
+                "  goldmine quantize CLASSIFY_RUN                          # int8-dynamic\n"
+                "  goldmine quantize PRETRAIN_RUN --method int8-weight-only --data corpus.txt\n"
+                "  goldmine evaluate --model QUANTIZE_RUN --data reviews   # loads like any run",
     "predict": "example:\n  goldmine predict --model RUN_ID new_reviews.csv --out labelled.csv",
     "generate": "examples:\n  goldmine generate --model RUN_ID --prompt 'The wool scarf'\n"
                 "  goldmine generate --model SFT_RUN --prompt 'Where is my order?'   # chat\n"
@@ -116,12 +127,13 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
             continue
         base, _ = _unwrap_optional(types_[f.name])
         help_ = meta["help"].replace("%", "%%")
+        if meta.get("positional"):
+            many = getattr(base, "__origin__", None) is list
+            parser.add_argument(f.name, nargs="*" if many else "?",
+                                metavar=meta.get("metavar") or f.name.upper(), help=help_)
+            continue
         if "default" not in help_:
             help_ += f" (default: {_fmt_default(field_default(f))})"
-        if meta.get("positional"):
-            parser.add_argument(f.name, nargs="*", metavar=meta.get("metavar") or f.name.upper(),
-                                help=help_)
-            continue
         flag = "--" + f.name.replace("_", "-")
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
@@ -482,6 +494,36 @@ def cmd_predict(args):
          ("rows/s", r["rows_per_s"])])))
 
 
+def cmd_export(args):
+    from goldmine.export.command import export
+
+    res = export(config_from_args(args, ExportConfig))
+    emit(res, args.json, lambda r: _console().print(_kv_table(
+        f"exported ({r['format']}, run {r['run_id']})",
+        [("from", r["source"]), ("to", r["out"]), ("files", ", ".join(r["files"])),
+         *[(k.replace("_", " "), v) for k, v in r.get("checks", {}).items()]])))
+
+
+def cmd_quantize(args):
+    from rich.table import Table
+
+    from goldmine.quantize import quantize
+
+    res = quantize(config_from_args(args, QuantizeConfig))
+
+    def render(r):
+        table = Table(title=f"{r['method']} (run {r['run_id']})")
+        columns = list(r["table"][0])
+        for c in columns:
+            table.add_column(c.replace("_", " "), justify="left" if c == "model" else "right")
+        for row in r["table"]:
+            table.add_row(*[_fmt(row[c]) for c in columns])
+        _console().print(table)
+        _console().print(f"quantized model: {r['model_dir']}")
+
+    emit(res, args.json, render)
+
+
 def cmd_quickstart(args):
     from goldmine.quickstart import quickstart
 
@@ -744,6 +786,11 @@ def build_parser() -> argparse.ArgumentParser:
             "k-fold cross-validation, a report, and a gate against a baseline")
     command(sub, "predict", PredictConfig, cmd_predict,
             "label files with a fine-tuned classifier (streamed)")
+    command(sub, "export", ExportConfig, cmd_export,
+            "a run as a Hugging Face directory, ONNX or GGUF (with a model card); "
+            "--merge-lora folds adapters in")
+    command(sub, "quantize", QuantizeConfig, cmd_quantize,
+            "int8 for CPU inference, with size, latency and metric before and after")
     command(sub, "serve", ServeConfig, cmd_serve,
             "OpenAI-compatible HTTP API + web playground: continuous batching, API keys, "
             "quotas, usage, metrics, feedback")

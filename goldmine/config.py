@@ -789,6 +789,87 @@ class PredictConfig(Config):
 
 
 @dataclass
+class ExportConfig(Config):
+    """goldmine export: a run in a format other tools read: a Hugging Face directory
+    (transformers, vLLM, TGI), ONNX (ONNX Runtime) or GGUF (llama.cpp), with a model card.
+    Written to a temporary directory, validated, then renamed into place."""
+
+    run: str | None = opt(None, "what to export: a run id (or unique prefix) or directory of "
+                          "`pretrain`, `finetune sft`, `finetune classify` or `quantize`; a "
+                          "checkpoint directory; or a local Hugging Face directory",
+                          positional=True, metavar="RUN")
+    format: str = opt("hf", "hf: a Hugging Face directory (GPT -> Llama; classifiers as they "
+                      "are); onnx: model.onnx with dynamic batch and sequence axes; gguf: one "
+                      ".gguf file for llama.cpp (GPT only)", choices=["hf", "onnx", "gguf"])
+    out: str | None = opt(None, "output directory; it must not exist unless --overwrite "
+                          "(default: GOLDMINE_HOME/<export run id>)")
+    overwrite: bool = opt(False, "replace --out if it exists (only once the new export is "
+                          "complete)")
+    merge_lora: bool = opt(False, "fold the run's LoRA adapter (its adapter/ directory) into "
+                           "the base model's weights, W + (alpha/r)·B·A, instead of exporting "
+                           "the merged copy saved at training time; refused for runs without "
+                           "an adapter")
+    checkpoint: str = opt("best", "pretrain runs: which checkpoint (best, last or a step number)")
+    gguf_type: str = opt("f16", "gguf: tensor type of the 2-D weights (norms stay f32)",
+                         choices=["f32", "f16", "q8_0"])
+    opset: int = opt(18, "onnx: ONNX opset version")
+    license: str = opt("other", "the license field of the model card (e.g. apache-2.0, mit); "
+                       "use the most restrictive license of the training data")
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "Hugging Face format, best checkpoint"}
+
+    def validate(self):
+        super().validate()
+        if not self.run:
+            raise GoldmineError("run: name the run to export (goldmine export RUN --format hf)")
+        if self.opset < 14:
+            raise GoldmineError(f"opset: must be >= 14 (scaled dot-product attention), got "
+                                f"{self.opset}")
+
+
+@dataclass
+class QuantizeConfig(Config):
+    """goldmine quantize: int8 weights for CPU inference, and what it cost: file size, latency
+    per batch and the task metric (accuracy/F1 for classifiers, perplexity for GPTs) before
+    and after. The result loads in `goldmine evaluate`, `generate`, `predict` and `serve`."""
+
+    run: str | None = opt(None, "what to quantize: a `finetune classify`, `pretrain` or "
+                          "`finetune sft` run (id or directory) or a checkpoint directory",
+                          positional=True, metavar="RUN")
+    method: str = opt("int8-dynamic", "int8-dynamic: int8 weights (per output channel) and "
+                      "activations quantized per batch at run time, the fastest on CPU; "
+                      "int8-weight-only: int8 weights dequantized per matmul, activations stay "
+                      "fp32 (smallest accuracy change, no speed-up)",
+                      choices=["int8-dynamic", "int8-weight-only"])
+    data: str | None = opt(None, "data to measure the metric on: a prepared dataset (test "
+                           "split, else val) or a file (.csv/.tsv/.jsonl for classifiers, text "
+                           "for GPTs); default: the validation data the run was trained with")
+    out: str | None = opt(None, "output directory (default: the run directory under "
+                          "GOLDMINE_HOME); refused if it exists unless --overwrite")
+    overwrite: bool = opt(False, "replace --out if it exists")
+    batch_size: int = opt(32, "examples (classifiers) or sequences (GPTs) per batch, for the "
+                          "metric and the latency")
+    max_batches: int | None = opt(50, "measure on at most this many batches (none: all)")
+    threads: int | None = opt(None, "CPU threads for the latency measurement (default: "
+                              "PyTorch's choice)")
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "int8-dynamic, metric on up to 50 batches of 32"}
+
+    def validate(self):
+        super().validate()
+        if not self.run:
+            raise GoldmineError("run: name the run to quantize (goldmine quantize RUN)")
+        if self.batch_size < 1:
+            raise GoldmineError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise GoldmineError(f"max_batches: must be >= 1, got {self.max_batches}")
+        if self.threads is not None and self.threads < 1:
+            raise GoldmineError(f"threads: must be >= 1, got {self.threads}")
+
+
+@dataclass
 class QuickstartConfig(Config):
     """goldmine quickstart: sample data -> tokenizer -> pretraining -> samples, and a sentiment
     classifier fine-tuned from the embedded MiniLM and evaluated, end to end."""

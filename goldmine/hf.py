@@ -157,7 +157,7 @@ def gpt_to_hf(ckpt: Path, out: Path) -> Path:
     from transformers import PreTrainedTokenizerFast
 
     from goldmine.checkpoint import load_model
-    from goldmine.export import to_hf_config, to_hf_state_dict
+    from goldmine.export.llama import to_hf_config, to_hf_state_dict
     from goldmine.files import read_json
     from goldmine.tokenizer import SPECIAL_TOKENS, UNK_TOKEN
 

@@ -4,7 +4,7 @@
                                       RMSNorm -> SwiGLU MLP                 -> +residual]
            -> RMSNorm -> linear head -> logits
 
-The architecture is Llama's, weight for weight: `goldmine.export` maps the state dict to and from
+The architecture is Llama's, weight for weight: `goldmine.export.llama` maps the state dict to and from
 `transformers.LlamaForCausalLM` names, and a test checks the logits match. Two choices are made
 for speed on small hardware and undone by that mapping: the q/k/v projections are one matrix
 (`attn.wqkv`) and the SwiGLU gate/up projections are one matrix (`mlp.w13`), so each block runs

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from goldmine.export import from_hf_state_dict, to_hf_config, to_hf_state_dict
+from goldmine.export.llama import from_hf_state_dict, to_hf_config, to_hf_state_dict
 from goldmine.model import GPT, GPTConfig, RMSNormFunction, SwiGLUFunction
 
 

@@ -48,7 +48,7 @@ def is_language_model(ref: str) -> bool:
     or a local Hugging Face Llama-family directory. Classifiers are not."""
     from goldmine.checkpoint import FORMAT as GPT_FORMAT
     from goldmine.checkpoint import resolve_checkpoint
-    from goldmine.export import CAUSAL_LM_TYPES, is_hf_model_dir
+    from goldmine.export.llama import CAUSAL_LM_TYPES, is_hf_model_dir
     from goldmine.files import read_json
     from goldmine.hf import model_type
 

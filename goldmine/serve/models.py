@@ -173,7 +173,7 @@ def _kind_of(ref: str) -> str:
     """'lm', 'classify' or 'embedding' for a model reference (without loading it)."""
     from goldmine import hf
     from goldmine.classifier import META_FILE, resolve_model_dir
-    from goldmine.export import CAUSAL_LM_TYPES, is_hf_model_dir
+    from goldmine.export.llama import CAUSAL_LM_TYPES, is_hf_model_dir
 
     if ref == hf.MINILM:
         return "embedding"
