@@ -152,37 +152,14 @@ def gpt_to_hf(ckpt: Path, out: Path) -> Path:
     config (with goldmine's pad/bos/eos ids), safetensors weights, and a fast tokenizer that
     frames a text the way pretraining framed documents (BOS and EOS per the checkpoint's
     `data`), so the classifier's last token is the EOS that has read the whole text."""
-    from safetensors.torch import save_file
-    from tokenizers.processors import TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
     from goldmine.checkpoint import load_model
-    from goldmine.export.llama import to_hf_config, to_hf_state_dict
+    from goldmine.export.hf import write_hf_llama
     from goldmine.files import read_json
-    from goldmine.tokenizer import SPECIAL_TOKENS, UNK_TOKEN
 
     model, tok, path = load_model(ckpt, device="cpu")
-    framing = read_json(path / "config.json", "config.json").get("data") or {}
-    bos, eos = bool(framing.get("bos", True)), bool(framing.get("eos", True))
+    meta = read_json(path / "config.json", "config.json")
     out.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        to_hf_config(model.config, pad_token_id=tok.pad_id, bos_token_id=tok.bos_id,
-                     eos_token_id=tok.eos_id, architectures=["LlamaForCausalLM"]
-                     ).save_pretrained(out)
-        save_file(to_hf_state_dict(model.state_dict(), model.config), out / "model.safetensors",
-                  metadata={"format": "pt"})
-        pad, bos_t, eos_t = SPECIAL_TOKENS[:3]
-        fast = PreTrainedTokenizerFast(
-            tokenizer_file=str(path / "tokenizer.json"), pad_token=pad, bos_token=bos_t,
-            eos_token=eos_t, unk_token=UNK_TOKEN if tok.unk_id is not None else None,
-            model_max_length=model.config.block_size,
-            model_input_names=["input_ids", "attention_mask"])  # Llama takes no token types
-        ids = [(bos_t, tok.bos_id)] * bos + [(eos_t, tok.eos_id)] * eos
-        single = " ".join([bos_t] * bos + ["$A"] + [eos_t] * eos)
-        pair = " ".join([single, "$B:1"] + [eos_t + ":1"] * eos)
-        fast.backend_tokenizer.post_processor = TemplateProcessing(
-            single=single, pair=pair, special_tokens=list(dict(ids).items()))
-        fast.save_pretrained(out)
+    write_hf_llama(model, tok, {"data": meta.get("data") or {}}, out, framing="classify")
     return out
 
 
