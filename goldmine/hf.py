@@ -9,8 +9,9 @@ Nothing here downloads: a backbone is always a directory on disk with config.jso
 files and safetensors weights. A goldmine GPT (run id, run directory or checkpoint directory)
 is written once into `workdir` as a Hugging Face Llama directory, so transformers' Llama
 sequence-classification head (pooling the last non-pad token) fine-tunes it like an encoder.
-Other decoder-only directories (GPT-2, Llama, Qwen, ...) are refused: their tokenizers have no
-padding token and their framing is unknown to us.
+A local Llama-family directory (Llama, Mistral, Qwen2) is imported the same way, through the
+GPT, which gives its tokenizer goldmine's pad, BOS and EOS tokens. Other decoder-only
+directories (GPT-2, Falcon, ...) are refused.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def resolve_encoder(ref: str) -> Path:
     if kind not in ENCODER_TYPES:
         what = f"model_type {kind!r}" if kind else "no model_type in config.json"
         raise GoldmineError(f"model {ref}: {what} is not a supported encoder; supported: "
-                            f"{', '.join(ENCODER_TYPES)}, or {GPT_RUNS}")
+                            f"{', '.join(ENCODER_TYPES)}; a local Llama, Mistral or Qwen2 "
+                            f"directory; or {GPT_RUNS}")
     if not any((path / f).is_file() for f in WEIGHT_FILES):
         if any((path / f).is_file() for f in PICKLE_WEIGHTS):
             raise GoldmineError(f"model {ref}: only pickle weights (pytorch_model.bin); goldmine "
@@ -167,10 +169,21 @@ def resolve_backbone(ref: str, workdir: Path) -> tuple[Path, Path | None]:
     """(Hugging Face directory to fine-tune, the goldmine GPT checkpoint it was converted from
     or None). Encoders are checked by `resolve_encoder` and used in place; a goldmine GPT is
     converted into `workdir`/backbone."""
-    ckpt = gpt_checkpoint(ref)
+    ckpt = gpt_checkpoint(ref) or hf_causal_lm(ref)
     if ckpt is None:
         return resolve_encoder(ref), None
     return gpt_to_hf(ckpt, Path(workdir) / "backbone"), ckpt
+
+
+def hf_causal_lm(ref: str) -> Path | None:
+    """`ref` as a path when it is a local Hugging Face Llama-family directory (Llama, Mistral,
+    Qwen2), which goldmine imports into its GPT; else None."""
+    from goldmine.export.llama import CAUSAL_LM_TYPES
+
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / "config.json").is_file() and model_type(path) in CAUSAL_LM_TYPES:
+        return path
+    return None
 
 
 @contextmanager

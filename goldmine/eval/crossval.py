@@ -82,9 +82,9 @@ def check_options(cfg: EvaluateConfig) -> None:
 
 def check_backbone(ref: str) -> None:
     """Fail before any fold runs when --model names no usable backbone (no conversion yet)."""
-    from goldmine.hf import gpt_checkpoint, resolve_encoder
+    from goldmine.hf import gpt_checkpoint, hf_causal_lm, resolve_encoder
 
-    if gpt_checkpoint(ref) is None:
+    if gpt_checkpoint(ref) is None and hf_causal_lm(ref) is None:
         resolve_encoder(ref)
 
 

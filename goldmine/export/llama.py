@@ -42,13 +42,49 @@ def to_hf_config(cfg: GPTConfig, **extra):
     )
 
 
+def sliding_window(hf) -> int | None:
+    """The attention window of a Mistral/Qwen2 config, when one is in force."""
+    window = getattr(hf, "sliding_window", None)
+    if not window:
+        return None
+    if hf.model_type == "qwen2":
+        types = getattr(hf, "layer_types", None) or []
+        if not getattr(hf, "use_sliding_window", False) and "sliding_attention" not in types:
+            return None
+    return int(window)
+
+
+def check_hf_config(hf, where: str) -> None:
+    """Refuse what goldmine's GPT cannot compute exactly, naming the config.json field."""
+    rope = getattr(hf, "rope_parameters", None) or getattr(hf, "rope_scaling", None) or {}
+    kind = rope.get("rope_type", rope.get("type", "default")) or "default"
+    if kind != "default":
+        raise GoldmineError(f"{where}: rope_parameters.rope_type {kind!r} (RoPE scaling) is not "
+                            "supported; goldmine's GPT computes plain RoPE (rope_type 'default')")
+    head_dim = getattr(hf, "head_dim", None)
+    if head_dim and head_dim != hf.hidden_size // hf.num_attention_heads:
+        raise GoldmineError(f"{where}: head_dim {head_dim} differs from hidden_size / "
+                            f"num_attention_heads ({hf.hidden_size // hf.num_attention_heads}); "
+                            "goldmine's GPT needs them equal")
+    if getattr(hf, "mlp_bias", False):
+        raise GoldmineError(f"{where}: mlp_bias is true; goldmine's GPT has no MLP biases")
+    if getattr(hf, "hidden_act", "silu") not in ("silu", "swish"):
+        raise GoldmineError(f"{where}: hidden_act {hf.hidden_act!r}; goldmine's GPT uses SwiGLU "
+                            "(silu)")
+    if (getattr(hf, "partial_rotary_factor", None) or 1.0) != 1.0:
+        raise GoldmineError(f"{where}: partial_rotary_factor is not supported")
+
+
 def from_hf_config(hf) -> GPTConfig:
-    """GPTConfig from a `LlamaConfig`-like object (Llama, Mistral and Qwen2 share these names)."""
+    """GPTConfig from a `LlamaConfig`-like object (Llama, Mistral and Qwen2 share these names).
+    A sliding attention window becomes the context length: within it, windowed attention and
+    full attention are the same computation."""
     rope = getattr(hf, "rope_parameters", None) or {}
     theta = rope.get("rope_theta", getattr(hf, "rope_theta", 10000.0))
+    window = sliding_window(hf)
     return GPTConfig(
         vocab_size=hf.vocab_size,
-        block_size=hf.max_position_embeddings,
+        block_size=min(hf.max_position_embeddings, window or hf.max_position_embeddings),
         n_layer=hf.num_hidden_layers,
         n_head=hf.num_attention_heads,
         n_kv_head=getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads,
@@ -182,16 +218,31 @@ def load_hf_causal_lm(path: str | Path, device: str | torch.device = "cpu"):
                             f"loads the Llama family: {', '.join(CAUSAL_LM_TYPES)}")
     if not (path / "tokenizer.json").is_file():
         raise GoldmineError(f"{path}: no tokenizer.json (goldmine reads fast tokenizers only)")
+    check_hf_config(hf, f"{path / 'config.json'}")
     cfg = from_hf_config(hf)
+    if cfg.block_size < hf.max_position_embeddings:
+        from goldmine.progress import info
+
+        info(f"{path}: sliding attention window of {cfg.block_size:,} tokens: the context is "
+             f"{cfg.block_size:,} tokens (not max_position_embeddings "
+             f"{hf.max_position_embeddings:,})")
     hf_sd = _hf_tensors(path)
     if getattr(hf, "attention_bias", False) and any(
             k.endswith("o_proj.bias") and v.abs().max() > 0 for k, v in hf_sd.items()):
         raise GoldmineError(f"{path}: the attention output projections have biases, which "
                             "goldmine's GPT does not")
+    used = _Tracked(hf_sd)
     try:
-        sd = from_hf_state_dict(hf_sd, cfg)
+        sd = from_hf_state_dict(used, cfg)
     except KeyError as e:
         raise GoldmineError(f"{path}: weights do not match config.json (missing {e})") from None
+    ignorable = ("o_proj.bias", "rotary_emb.inv_freq", "lm_head.weight")  # zero, derived, tied
+    unexpected = sorted(k for k in set(hf_sd) - used.read if not k.endswith(ignorable))
+    if unexpected:
+        raise GoldmineError(f"{path}: weights that goldmine's GPT has no place for: "
+                            f"{', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''} "
+                            f"({len(unexpected)} tensors); is config.json the one these weights "
+                            "were saved with?")
     tokenizer, added = with_special_tokens(path / "tokenizer.json")
     with torch.device("meta"):
         model = GPT(cfg)
@@ -201,6 +252,19 @@ def load_hf_causal_lm(path: str | Path, device: str | torch.device = "cpu"):
         model = grow_vocab(model, max(tokenizer.vocab_size, cfg.vocab_size))
     model.eval()
     return model, tokenizer, added
+
+
+class _Tracked(dict):
+    """A dict that remembers which keys were read."""
+
+    def __init__(self, d):
+        super().__init__(d)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.read.add(key)
+        return value
 
 
 def grow_vocab(model, vocab_size: int):

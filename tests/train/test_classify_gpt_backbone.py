@@ -133,7 +133,8 @@ def test_bad_backbones_are_clear_errors(gpt, tmp_path):
     GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=1,
                                n_head=2)).save_pretrained(gpt2)
     with pytest.raises(GoldmineError, match=r"model_type 'gpt2' is not a supported encoder; "
-                                            r"supported: .*bert.*, or a goldmine GPT run"):
+                                            r"supported: .*bert.*; a local Llama, Mistral or "
+                                            r"Qwen2 directory; or a goldmine GPT run"):
         finetune_classify(data=data, model=str(gpt2), **FAST)
     (tmp_path / "empty").mkdir()
     with pytest.raises(GoldmineError, match="not a Hugging Face model directory: no config.json"):
