@@ -254,6 +254,25 @@ def load_hf_causal_lm(path: str | Path, device: str | torch.device = "cpu"):
     return model, tokenizer, added
 
 
+def hf_framing(path: Path) -> tuple[bool | None, dict | None]:
+    """(whether the tokenizer starts a text with goldmine's BOS, goldmine's chat template) of
+    a Hugging Face directory, as `goldmine export --format hf` wrote them; (None, None) for
+    what goldmine cannot tell."""
+    from goldmine import chat
+    from goldmine.tokenizer import SPECIAL_TOKENS
+
+    bos = None
+    try:
+        tok = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        single = (tok.get("post_processor") or {}).get("single") or []
+        bos = any((x.get("SpecialToken") or {}).get("id") == SPECIAL_TOKENS[1] for x in single)
+        config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, AttributeError):
+        return bos, None
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    return bos, (chat.template_meta() if template == chat.JINJA else None)
+
+
 class _Tracked(dict):
     """A dict that remembers which keys were read."""
 

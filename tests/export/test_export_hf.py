@@ -209,3 +209,15 @@ def test_the_card_lineage_walks_every_ancestor_oldest_first(tmp_path):
                                               "goldmine pretrain"]
     assert "data: `corpus-0`" in rows[0] and "| val_loss | 2.5 |" in card
     assert "| gguf_tensors | 9 |" in card and "library_name: gguf" in card
+
+
+def test_an_exported_chat_model_reads_back_as_a_chat_model(sft_lora_run, shared_home, tmp_path):
+    res = export(run=sft_lora_run["run_id"], format="hf", out=str(tmp_path / "chat"))
+    model, tok, _ = load_model(res["out"])
+    original, otok, _ = load_model(sft_lora_run["run_id"])
+    assert tok.chat == otok.chat and tok.add_bos == otok.add_bos
+    msgs = [{"role": "user", "content": "Where is my order?"}]
+    assert chat.prompt_ids(tok, msgs) == chat.prompt_ids(otok, msgs)
+    x = torch.tensor([chat.prompt_ids(tok, msgs)])
+    with torch.no_grad():
+        assert (model(x) - original(x)).abs().max() <= 1e-5
