@@ -205,7 +205,11 @@ def load_model(ref: str | Path, which: str = "best", device: str | torch.device 
         if added:
             info(f"{ref}: added goldmine's special tokens {', '.join(added)} to the tokenizer "
                  f"(vocabulary now {tokenizer.vocab_size:,})")
-        tokenizer.chat = None
+        from goldmine.export.llama import hf_framing
+
+        bos, tokenizer.chat = hf_framing(Path(ref))
+        if bos is not None and not added:
+            tokenizer.add_bos = bos
         return model, tokenizer, Path(ref)
     path = resolve_checkpoint(ref, which)
     meta = read_json(path / "config.json", "config.json")
@@ -218,14 +222,28 @@ def load_model(ref: str | Path, which: str = "best", device: str | torch.device 
         raise GoldmineError(f"{path / 'config.json'}: bad model config ({e})") from None
     with torch.device("meta"):
         model = GPT(cfg)
-    model = model.to_empty(device=device)
-    load_weights(model, path / "model.safetensors")
+    if meta.get("quantization"):  # `goldmine quantize`: int8 modules, loaded by their module
+        from goldmine.quantize import load_quantized_gpt
+
+        model = load_quantized_gpt(model, path / "model.safetensors", meta["quantization"],
+                                   device)
+    else:
+        model = model.to_empty(device=device)
+        load_weights(model, path / "model.safetensors")
     model.eval()
     tokenizer = Tokenizer.load(path / "tokenizer.json")
     # prompts start the way training documents did (a BOS token unless the shards had none)
     tokenizer.add_bos = bool((meta.get("data") or {}).get("bos", True))
     tokenizer.chat = meta.get("chat")
     return model, tokenizer, path
+
+
+def refuse_quantized(model, ref, doing: str) -> None:
+    """A clear error when `model` is an int8 model from `goldmine quantize`, which only serves
+    and evaluates: its weights are not fp32 parameters to train or convert."""
+    if getattr(model, "quantization", None):
+        raise GoldmineError(f"{ref}: an int8 model (`goldmine quantize`) cannot be {doing}; use "
+                            "the fp32 run it was quantized from")
 
 
 def load_weights(model, path: Path) -> None:

@@ -150,7 +150,12 @@ class Classifier:
         transformers.logging.disable_progress_bar()  # "Loading weights" for a small model
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
-            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+            if meta.get("quantization"):  # int8 (`goldmine quantize`): not for transformers
+                from goldmine.quantize import load_quantized_classifier
+
+                model = load_quantized_classifier(path, meta["quantization"])
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(str(path))
         except (OSError, ValueError, KeyError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise GoldmineError(f"{path}: cannot load the classifier ({msg})") from None

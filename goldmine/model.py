@@ -389,11 +389,12 @@ class GPT(nn.Module):
                                ignore_index=-100)
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        p = self.embed.weight
+        p = self.norm.weight  # not embed.weight: int8 after `goldmine quantize`
         return KVCache(self.config, batch_size, max_len or self.config.block_size, p.device, p.dtype)
 
     def num_params(self, non_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
+        n += sum(b.numel() for b in self.buffers() if b.dtype == torch.int8)  # quantized weights
         if non_embedding and not self.config.tie_embeddings:
             n -= self.embed.weight.numel()
         return n

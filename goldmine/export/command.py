@@ -131,12 +131,13 @@ def resolve_source(ref: str, checkpoint: str = "best") -> Source:
 def load_gpt(src: Source, merge_lora: bool) -> None:
     """Load the GPT of `src` (merging its LoRA adapter into the base weights with
     `merge_lora`); sets src.model, src.tokenizer, src.meta and src.kind (gpt or chat)."""
-    from goldmine.checkpoint import load_model
+    from goldmine.checkpoint import load_model, refuse_quantized
 
     if merge_lora:
         model, tokenizer, meta = merge_gpt_lora(src)
     else:
         model, tokenizer, path = load_model(src.path, device="cpu")
+        refuse_quantized(model, src.path, "exported")
         meta = _checkpoint_meta(path, tokenizer)
     src.model, src.tokenizer, src.meta = model.float().eval(), tokenizer, meta
     src.kind = "chat" if meta.get("chat") else "gpt"

@@ -185,7 +185,11 @@ def _kind_of(ref: str) -> str:
         if any("SequenceClassification" in a for a in config.get("architectures") or []):
             return "classify"
         return "embedding"
-    if hf.gpt_checkpoint(ref) is not None:
+    try:
+        gpt = hf.gpt_checkpoint(ref)
+    except GoldmineError:  # a run id of another command: resolve_model_dir tells what it is
+        gpt = None
+    if gpt is not None:
         return "lm"
     model_dir = resolve_model_dir(ref)          # a classify run (or a clear error)
     meta = model_dir / META_FILE

@@ -40,7 +40,14 @@ import torch
 import torch.nn.functional as F
 
 from goldmine import chat
-from goldmine.checkpoint import atomic_dir, load_model, load_optimizer, load_rng, save_checkpoint
+from goldmine.checkpoint import (
+    atomic_dir,
+    load_model,
+    load_optimizer,
+    load_rng,
+    refuse_quantized,
+    save_checkpoint,
+)
 from goldmine.config import FinetuneSFTConfig, explicit_options, resumed
 from goldmine.errors import GoldmineError
 from goldmine.files import read_json
@@ -312,6 +319,7 @@ def finetune_sft(cfg: FinetuneSFTConfig | None = None, *,
                             f"with --resume {cfg.out}, or choose another --out")
     device = resolve_device(cfg.device)
     model, tokenizer, source = load_model(cfg.model, "best", device)  # fail before recording
+    refuse_quantized(model, cfg.model, "fine-tuned")
     if (cfg.max_length or 0) > model.config.block_size:
         raise GoldmineError(f"max_length: {cfg.max_length} is more than the model's context "
                             f"({model.config.block_size} tokens)")
