@@ -204,17 +204,14 @@ def merge_classifier_lora(src: Source):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from goldmine.hf import quiet_transformers
+    from goldmine.hf import quiet_transformers, resolve_backbone
 
     adapter = _adapter_of(src)
-    backbone = src.run_dir / "backbone" if (src.run_dir / "backbone").is_dir() else None
-    if backbone is None:
-        from goldmine.hf import resolve_encoder
-
-        backbone = resolve_encoder(_base_ref(src))
     cfg = read_json(src.path / "config.json", "config.json")
     labels = [cfg["id2label"][str(i)] for i in range(len(cfg["id2label"]))]
-    with quiet_transformers():
+    with tempfile.TemporaryDirectory() as work, quiet_transformers():
+        # the backbone as fine-tuning saw it (a goldmine GPT is converted again, identically)
+        backbone, _ = resolve_backbone(_base_ref(src), Path(work))
         base = AutoModelForSequenceClassification.from_pretrained(
             backbone, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={x: i for i, x in enumerate(labels)}, local_files_only=True)

@@ -94,3 +94,25 @@ def test_gguf_does_not_apply_to_a_classifier(classify_run, home_of, tmp_path):
     with pytest.raises(GoldmineError, match="format gguf: does not apply.*hf or onnx"):
         export(run=classify_run["run_id"], format="gguf", out=str(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
+
+
+def test_merge_lora_of_a_classifier_on_a_goldmine_gpt(gpt_run, tmp_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification
+
+    from goldmine.train.finetune_classify import finetune_classify
+
+    monkeypatch.setenv("GOLDMINE_HOME", str(gpt_run["root"] / "home"))
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(
+        f"the order {'arrived' if i % 2 else 'never came'},{'pos' if i % 2 else 'neg'}\n"
+        for i in range(24)))
+    run = finetune_classify(data=str(data), model=gpt_run["run_dir"], lora=True, lora_r=4,
+                            max_steps=3, batch_size=8, learning_rate=5e-3, device="cpu",
+                            eval_every=0, max_length=32)
+    res = export(run=run["run_id"], merge_lora=True, out=str(tmp_path / "merged"))
+    merged = AutoModelForSequenceClassification.from_pretrained(res["out"]).eval()
+    clf = Classifier.load(run["run_id"], device="cpu")  # the copy merged at training time
+    enc = clf.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**enc).logits, clf.model(**enc).logits,
+                                   rtol=1e-4, atol=1e-4)
