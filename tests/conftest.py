@@ -57,6 +57,32 @@ def gpt_run(workspace, tmp_path_factory):
     return {"run_dir": res["run_dir"], "chats": str(root / "chats"), "root": root}
 
 
+@pytest.fixture(scope="session")
+def tiny_bert(workspace, tmp_path_factory):
+    """A tiny random BERT (2 layers, 32 wide) with MiniLM's WordPiece tokenizer, and the sample
+    reviews prepared as a sentiment dataset: what tiny classifier runs are fine-tuned from."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from goldmine.config import PrepareConfig
+    from goldmine.data.prepare import prepare_dataset
+    from goldmine.hf import minilm_path
+
+    root = tmp_path_factory.mktemp("tiny-bert")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GOLDMINE_HOME", str(root / "home"))
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=2, intermediate_size=64,
+                             max_position_embeddings=128)).save_pretrained(root / "bert")
+        tokenizer.save_pretrained(root / "bert")
+        reviews = workspace["sample"]["files"]["reviews.jsonl"]["path"]
+        ds = prepare_dataset(PrepareConfig.from_preset("classify").update(
+            {"inputs": [reviews], "label_column": "sentiment", "out": str(root / "reviews")}))
+    return {"bert": str(root / "bert"), "reviews": ds["out"]}
+
+
 @pytest.fixture
 def tiny_hf_llama():
     """make(path, texts) -> a Llama directory as transformers writes it, with a byte-level BPE

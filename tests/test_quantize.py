@@ -143,32 +143,18 @@ def gpt_world(workspace, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clf_world(workspace, tmp_path_factory):
+def clf_world(tiny_bert, tmp_path_factory):
     """A tiny BERT classifier (finetune classify run) and its quantization."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from goldmine.config import PrepareConfig
-    from goldmine.data.prepare import prepare_dataset
-    from goldmine.hf import minilm_path
     from goldmine.train.finetune_classify import finetune_classify
 
     root = tmp_path_factory.mktemp("quantize-clf")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GOLDMINE_HOME", str(root / "home"))
-        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        bert = root / "tiny-bert"
-        torch.manual_seed(0)
-        BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=2, intermediate_size=64,
-                             max_position_embeddings=128)).save_pretrained(bert)
-        tokenizer.save_pretrained(bert)
-        reviews = workspace["sample"]["files"]["reviews.jsonl"]["path"]
-        ds = prepare_dataset(PrepareConfig.from_preset("classify").update(
-            {"inputs": [reviews], "label_column": "sentiment", "out": str(root / "reviews")}))
-        src = finetune_classify(data=ds["out"], model=str(bert), max_steps=4, batch_size=8,
-                                learning_rate=1e-3, device="cpu")
+        src = finetune_classify(data=tiny_bert["reviews"], model=tiny_bert["bert"], max_steps=4,
+                                batch_size=8, learning_rate=1e-3, device="cpu")
         res = quantize(run=src["run_id"], batch_size=8, max_batches=2, threads=1)
-    return {"home": root / "home", "source": src, "res": res, "data": ds["out"], "root": root}
+    return {"home": root / "home", "source": src, "res": res, "data": tiny_bert["reviews"],
+            "root": root}
 
 
 @pytest.mark.slow

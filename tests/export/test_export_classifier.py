@@ -14,30 +14,15 @@ from goldmine.registry import Registry
 
 
 @pytest.fixture(scope="module")
-def classify_run(workspace, tmp_path_factory):
+def classify_run(tiny_bert, tmp_path_factory):
     """A tiny BERT classifier fine-tuned with LoRA for a few steps on the sample reviews."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from goldmine.config import PrepareConfig
-    from goldmine.data.prepare import prepare_dataset
-    from goldmine.hf import minilm_path
     from goldmine.train.finetune_classify import finetune_classify
 
     root = tmp_path_factory.mktemp("classify-export")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GOLDMINE_HOME", str(root / "home"))
-        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        bert = root / "tiny-bert"
-        torch.manual_seed(0)
-        BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=2, intermediate_size=64,
-                             max_position_embeddings=128)).save_pretrained(bert)
-        tokenizer.save_pretrained(bert)
-        reviews = workspace["sample"]["files"]["reviews.jsonl"]["path"]
-        ds = prepare_dataset(PrepareConfig.from_preset("classify").update(
-            {"inputs": [reviews], "label_column": "sentiment", "out": str(root / "reviews")}))
-        res = finetune_classify(data=ds["out"], model=str(bert), max_steps=3, batch_size=8,
-                                lora=True, lora_r=4, learning_rate=5e-3, device="cpu")
+        res = finetune_classify(data=tiny_bert["reviews"], model=tiny_bert["bert"], max_steps=3,
+                                batch_size=8, lora=True, lora_r=4, learning_rate=5e-3, device="cpu")
     return {**res, "home": root / "home"}
 
 

@@ -11,12 +11,7 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def served(gpt_run, workspace, tmp_path_factory):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from goldmine.config import PrepareConfig
-    from goldmine.data.prepare import prepare_dataset
-    from goldmine.hf import minilm_path
+def served(gpt_run, tiny_bert, tmp_path_factory):
     from goldmine.train.finetune_classify import finetune_classify
     from goldmine.train.finetune_sft import finetune_sft
 
@@ -25,19 +20,10 @@ def served(gpt_run, workspace, tmp_path_factory):
         mp.setenv("GOLDMINE_HOME", str(root / "home"))
         chat = finetune_sft(model=gpt_run["run_dir"], data=gpt_run["chats"], max_steps=2,
                             batch_size=4, learning_rate=3e-3, eval_every=0, device="cpu")
-        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        bert = root / "tiny-bert"
-        BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=2, intermediate_size=64,
-                             max_position_embeddings=128)).save_pretrained(bert)
-        tokenizer.save_pretrained(bert)
-        reviews = workspace["sample"]["files"]["reviews.jsonl"]["path"]
-        ds = prepare_dataset(PrepareConfig.from_preset("classify").update(
-            {"inputs": [reviews], "label_column": "sentiment", "out": str(root / "reviews")}))
-        clf = finetune_classify(data=ds["out"], model=str(bert), max_steps=2, batch_size=8,
-                                device="cpu")
+        clf = finetune_classify(data=tiny_bert["reviews"], model=tiny_bert["bert"],
+                                max_steps=2, batch_size=8, device="cpu")
     return {"chat": chat["run_dir"], "gpt": gpt_run["run_dir"], "classifier": clf["run_dir"],
-            "encoder": str(bert), "root": root}
+            "encoder": tiny_bert["bert"], "root": root}
 
 
 @pytest.fixture(scope="session")
