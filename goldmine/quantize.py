@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from goldmine.checkpoint import _load_tensors
 from goldmine.errors import GoldmineError
 
 METHODS = ("int8-dynamic", "int8-weight-only")
@@ -298,25 +299,13 @@ def _check_and_load(model: nn.Module, sd: dict[str, torch.Tensor], path: Path) -
     model.load_state_dict(sd, strict=True)
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise GoldmineError(f"{path}: missing (the int8 weights)")
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise GoldmineError(f"{path}: corrupt or not a safetensors file ({e})") from None
-
-
 def load_quantized_gpt(model, path: Path, quant: dict[str, Any], device="cpu"):
     """Fill `model` (a GPT built on the meta device) from a quantized model.safetensors."""
     method = quant.get("method") if isinstance(quant, dict) else None
     if method not in METHODS:
         raise GoldmineError(f"{path.parent / 'config.json'}: quantization.method must be one "
                             f"of {', '.join(METHODS)}, got {method!r}")
-    sd = _read_tensors(path)
+    sd = _load_tensors(path)
     _empty_like_quantized(model, quantized_modules(sd), method, device="meta")
     model = model.to_empty(device=device)
     if model.config.tie_embeddings and "embed.weight" in sd:
@@ -348,7 +337,7 @@ def load_quantized_classifier(path: Path, quant: dict[str, Any]):
         raise GoldmineError(f"{path / 'goldmine.json'}: quantization.method must be one of "
                             f"{', '.join(METHODS)}, got {method!r}")
     weights = path / "model.safetensors"
-    sd = _read_tensors(weights)
+    sd = _load_tensors(weights)
     with quiet_transformers():
         try:
             config = AutoConfig.from_pretrained(str(path))
