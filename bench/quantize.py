@@ -63,6 +63,50 @@ def section(res: dict, names: tuple[str, str]) -> dict:
     return out
 
 
+def width_sweep(widths=(128, 384, 768), layers: int = 6) -> dict:
+    """Where int8-dynamic pays off for a GPT: latency ratio int8/fp32 of random 6-layer GPTs
+    (vocabulary 4096, context 256) by width, for a prefill of 4 x 256 tokens and for one
+    decode step of 8 sequences (the KV cache holding 128 tokens each). Latency only: random
+    weights say nothing about accuracy."""
+    import copy
+
+    import torch
+
+    from goldmine.model import GPT, GPTConfig
+    from goldmine.quantize import quantize_model, time_models
+
+    out = {}
+    for width in widths:
+        cfg = GPTConfig(vocab_size=4096, block_size=256, n_layer=layers, n_head=width // 64,
+                        n_embd=width)
+        fp32 = GPT(cfg, seed=0).eval()
+        int8 = quantize_model(copy.deepcopy(fp32), "int8-dynamic")
+        prefill = [torch.randint(0, 4096, (4, 256), generator=torch.Generator().manual_seed(i))
+                   for i in range(2)]
+
+        def decode(model):
+            cache = model.new_cache(8, 256)
+            with torch.inference_mode():
+                model(torch.randint(0, 4096, (8, 128)), cache=cache)
+            start = cache.pos
+
+            def step(x):
+                cache.pos = start
+                return model(x, cache=cache)
+            return step
+
+        with torch.inference_mode():
+            f32_ms, i8_ms = time_models([fp32, int8], prefill, reps=3)
+            steps = [torch.randint(0, 4096, (8, 1)) for _ in range(4)]
+            f32_step, i8_step = time_models([decode(fp32), decode(int8)], steps, reps=5)
+        out[str(width)] = {"prefill_ratio": round(i8_ms / f32_ms, 3),
+                           "decode_ratio": round(i8_step / f32_step, 3),
+                           "params_m": round(fp32.num_params() / 1e6, 1)}
+        print(f"width {width}: prefill x{i8_ms / f32_ms:.2f}, decode step x"
+              f"{i8_step / f32_step:.2f}", file=sys.stderr)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +164,8 @@ def main() -> None:
     g["params"] = gpt["params"]
     g["steps"] = args.gpt_steps
 
+    sweep = width_sweep()
+
     goals = {
         "classifier_size": c["size_ratio"] <= GOALS["size_ratio"],
         "classifier_latency": c["latency_ratio"] <= GOALS["latency_ratio"],
@@ -130,7 +176,8 @@ def main() -> None:
     }
     import torch
 
-    print(json.dumps({"method": args.method, "classifier": c, "gpt": g, "goals": goals,
+    print(json.dumps({"method": args.method, "classifier": c, "gpt": g,
+                      "gpt_int8_latency_by_width": sweep, "goals": goals,
                       "goal_thresholds": GOALS, "all_goals_met": all(goals.values()),
                       "threads": args.threads or torch.get_num_threads(),
                       "wall_s": round(time.perf_counter() - t0, 1)}))
