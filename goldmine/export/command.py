@@ -298,6 +298,9 @@ def check_hf_classifier(src: Source, out: Path) -> dict[str, Any]:
         exported = hf(**enc).logits
         source = clf.model(**enc).logits
     diff = (exported - source).abs().max().item()
+    if not diff <= 1e-4:
+        raise GoldmineError(f"export check: the exported classifier's logits differ from the "
+                            f"run's by {diff:.2e} (> 1e-4); nothing was written")
     return {"hf_max_abs_diff": diff}
 
 
