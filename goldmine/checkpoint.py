@@ -251,8 +251,10 @@ def load_weights(model, path: Path) -> None:
 
 
 def load_weights_dict(model, sd: dict[str, torch.Tensor], path: str) -> None:
-    """Copy `sd` into the model, checking names and shapes; errors name `path`."""
-    if model.config.tie_embeddings and "embed.weight" in sd:
+    """Copy `sd` into the model, checking names, shapes and int8-ness (weights of `goldmine
+    quantize`); errors name `path`. A GPT's tied head is set to its embedding."""
+    tied = getattr(model.config, "tie_embeddings", False)
+    if tied and "embed.weight" in sd:
         sd["head.weight"] = sd["embed.weight"]
     expected = model.state_dict()
     missing = sorted(set(expected) - set(sd))
@@ -261,11 +263,14 @@ def load_weights_dict(model, sd: dict[str, torch.Tensor], path: str) -> None:
         raise GoldmineError(f"{path}: weights do not fit the model in config.json "
                             f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
     for k, v in sd.items():
-        if v.shape != expected[k].shape:
+        want = expected[k]
+        if v.shape != want.shape:
             raise GoldmineError(f"{path}: {k} has shape {tuple(v.shape)}, "
-                                f"config.json implies {tuple(expected[k].shape)}")
+                                f"config.json implies {tuple(want.shape)}")
+        if (v.dtype == torch.int8) != (want.dtype == torch.int8):
+            raise GoldmineError(f"{path}: {k} is {v.dtype}, the model expects {want.dtype}")
     model.load_state_dict(sd, strict=True, assign=False)
-    if model.config.tie_embeddings:
+    if tied:
         model.head.weight = model.embed.weight
 
 

@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from goldmine.checkpoint import _load_tensors
+from goldmine.checkpoint import _load_tensors, load_weights_dict
 from goldmine.errors import GoldmineError
 
 METHODS = ("int8-dynamic", "int8-weight-only")
@@ -284,21 +284,6 @@ def _empty_like_quantized(model: nn.Module, modules: list[str], method: str,
         _tie_head(model, method)
 
 
-def _check_and_load(model: nn.Module, sd: dict[str, torch.Tensor], path: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    if missing or unexpected:
-        raise GoldmineError(f"{path}: int8 weights do not fit the model in config.json "
-                            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
-    for k, v in sd.items():
-        want = expected[k]
-        if v.shape != want.shape or (v.dtype == torch.int8) != (want.dtype == torch.int8):
-            raise GoldmineError(f"{path}: {k} is {v.dtype} {tuple(v.shape)}, the model "
-                                f"expects {want.dtype} {tuple(want.shape)}")
-    model.load_state_dict(sd, strict=True)
-
-
 def load_quantized_gpt(model, path: Path, quant: dict[str, Any], device="cpu"):
     """Fill `model` (a GPT built on the meta device) from a quantized model.safetensors."""
     method = quant.get("method") if isinstance(quant, dict) else None
@@ -315,7 +300,7 @@ def load_quantized_gpt(model, path: Path, quant: dict[str, Any], device="cpu"):
                   "head.weight_scale": sd["embed.weight_scale"]}
         else:
             sd = {**sd, "head.weight": sd["embed.weight"]}
-    _check_and_load(model, sd, path)
+    load_weights_dict(model, sd, str(path))
     if model.config.tie_embeddings:
         if isinstance(model.embed, Int8Embedding):
             _tie_head(model, method)
@@ -346,7 +331,7 @@ def load_quantized_classifier(path: Path, quant: dict[str, Any]):
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise GoldmineError(f"{path}: cannot build the classifier ({msg})") from None
     _empty_like_quantized(model, quantized_modules(sd), method)
-    _check_and_load(model, sd, weights)
+    load_weights_dict(model, sd, str(weights))
     model.quantization = dict(quant)
     return model.eval()
 
