@@ -83,17 +83,13 @@ def tiny_bert(workspace, tmp_path_factory):
     return {"bert": str(root / "bert"), "reviews": ds["out"]}
 
 
-@pytest.fixture
-def tiny_hf_llama():
-    """make(path, texts) -> a Llama directory as transformers writes it, with a byte-level BPE
-    tokenizer (vocabulary 300) that has none of goldmine's special tokens."""
+@pytest.fixture(scope="session")
+def foreign_bpe():
+    """make(texts) -> a byte-level BPE `tokenizers.Tokenizer` (vocabulary up to 300, specials
+    <s> and </s>) as a Hugging Face model would ship: none of goldmine's special tokens."""
 
-    def make(path, texts, chat_template: str | None = None):
-        import json
-
+    def make(texts):
         import tokenizers
-        import torch
-        from transformers import LlamaConfig, LlamaForCausalLM
 
         tk = tokenizers.Tokenizer(tokenizers.models.BPE())
         tk.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -102,6 +98,22 @@ def tiny_hf_llama():
             vocab_size=300, special_tokens=["<s>", "</s>"],
             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
         tk.train_from_iterator(texts, trainer)
+        return tk
+    return make
+
+
+@pytest.fixture
+def tiny_hf_llama(foreign_bpe):
+    """make(path, texts) -> a Llama directory as transformers writes it, with a byte-level BPE
+    tokenizer (vocabulary 300) that has none of goldmine's special tokens."""
+
+    def make(path, texts, chat_template: str | None = None):
+        import json
+
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        tk = foreign_bpe(texts)
         torch.manual_seed(0)
         cfg = LlamaConfig(vocab_size=tk.get_vocab_size(), hidden_size=32, intermediate_size=64,
                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -43,16 +43,8 @@ def write(path, tokenizer_dir, family: str, **overrides):
 
 
 @pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory):
-    import tokenizers
-
-    tk = tokenizers.Tokenizer(tokenizers.models.BPE())
-    tk.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<s>", "</s>"],
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 50, trainer)
+def tok_dir(foreign_bpe, tmp_path_factory):
+    tk = foreign_bpe(["the quick brown fox jumps over the lazy dog"] * 50)
     d = tmp_path_factory.mktemp("tok")
     tk.save(str(d / "tokenizer.json"))
     return d
