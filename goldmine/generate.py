@@ -170,7 +170,7 @@ def generate_text(cfg: GenerateConfig | None = None, **overrides) -> dict[str, A
     from goldmine.checkpoint import load_model
     from goldmine.progress import info
     from goldmine.registry import start_run
-    from goldmine.runtime import resolve_device
+    from goldmine.runtime import resolve_device, tune_cpu_allocator
 
     on_text = overrides.pop("on_text", None)
     on_start = overrides.pop("on_start", None)  # called with {"chat": bool} before sampling
@@ -179,6 +179,8 @@ def generate_text(cfg: GenerateConfig | None = None, **overrides) -> dict[str, A
     if not cfg.model:
         raise GoldmineError("model: give --model (a run id, run directory or checkpoint directory)")
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     model, tokenizer, ckpt = load_model(cfg.model, cfg.checkpoint, device)
     params = SamplingParams.from_config(cfg)
     use_chat = cfg.chat if cfg.chat is not None else bool(getattr(tokenizer, "chat", None))

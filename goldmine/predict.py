@@ -201,9 +201,11 @@ def predict(cfg: PredictConfig | None = None, **overrides: Any) -> dict[str, Any
     from goldmine.files import write_json
     from goldmine.progress import info, progress_bar
     from goldmine.registry import start_run
+    from goldmine.runtime import tune_cpu_allocator
 
     cfg = (cfg or PredictConfig()).update(overrides)
     cfg.validate()
+    tune_cpu_allocator()  # inference on CPU: keep freed activations mapped (see runtime.py)
     if not cfg.model:
         raise GoldmineError("model: give --model (a fine-tuned classifier's run id or directory)")
     files = collect_table_files(cfg.inputs)

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from goldmine.checkpoint import _load_tensors, load_weights_dict
 from goldmine.errors import GoldmineError
+from goldmine.runtime import tune_cpu_allocator
 
 METHODS = ("int8-dynamic", "int8-weight-only")
 FORMAT = "goldmine-quantize/1"
@@ -59,7 +60,7 @@ REDUCE_RANGE = True
 # modules of Hugging Face sequence classifiers kept fp32: the head (a few thousand weights)
 HF_HEADS = ("classifier", "score")
 LATENCY_BATCHES = 4              # batches timed per repetition
-LATENCY_REPS = 5                 # repetitions (median), after one warm-up
+LATENCY_REPS = 9                 # repetitions (median), after one warm-up
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,10 +664,11 @@ def gpt_batches(cfg, source: Source, tokenizer, block: int
 # ---------------------------------------------------------------------------------------------
 # measuring
 # ---------------------------------------------------------------------------------------------
-def time_models(fns: list[Callable[[Any], Any]], batches: list, reps: int = LATENCY_REPS,
-                warmup: int = 1, tick: Callable[[], None] | None = None) -> list[float]:
-    """Median milliseconds per batch of each fn over the first LATENCY_BATCHES batches; the fns
-    take turns (order alternating every repetition) so that machine noise hits all alike."""
+def _rep_times(fns: list[Callable[[Any], Any]], batches: list, reps: int, warmup: int,
+               tick: Callable[[], None] | None) -> list[list[float]]:
+    """Milliseconds per batch of each fn in every repetition over the first LATENCY_BATCHES
+    batches; the fns take turns (order alternating every repetition) so that machine noise
+    hits all alike."""
     sample = batches[:LATENCY_BATCHES]
     times: list[list[float]] = [[] for _ in fns]
     for r in range(warmup + reps):
@@ -682,7 +684,18 @@ def time_models(fns: list[Callable[[Any], Any]], batches: list, reps: int = LATE
                 times[i].append(dt / len(sample) * 1000)
             if tick:
                 tick()
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def time_pair(base: Callable[[Any], Any], other: Callable[[Any], Any], batches: list,
+              reps: int = LATENCY_REPS, warmup: int = 1,
+              tick: Callable[[], None] | None = None) -> tuple[float, float, float]:
+    """(base ms, other ms, other/base) per batch. The ratio is the median of the ratios of each
+    repetition's back-to-back pair, not the ratio of the two medians: on a shared machine the
+    speed drifts within seconds, and a pair measured moments apart sees the same machine."""
+    a, b = _rep_times([base, other], batches, reps, warmup, tick)
+    return statistics.median(a), statistics.median(b), statistics.median(
+        y / x for x, y in zip(a, b))
 
 
 @torch.inference_mode()
@@ -727,7 +740,8 @@ def _report(res: dict[str, Any]) -> str:
              f"- data: {res['data']['where']}: {res['data']['batches']} batches of up to "
              f"{res['data']['batch_size']}",
              f"- latency: median of {LATENCY_REPS} passes over {res['data']['timed_batches']} "
-             f"batches, models interleaved, {res['threads']} CPU threads", "",
+             f"batches, models interleaved, {res['threads']} CPU threads; the int8/fp32 ratio "
+             "is the median of each pass's ratio", "",
              "| " + " | ".join(c.replace("_", " ") for c in cols) + " |",
              "|" + "---|" * len(cols)]
     for row in res["table"]:
@@ -756,6 +770,9 @@ def quantize(cfg=None, **overrides: Any) -> dict[str, Any]:
 
     cfg = (cfg or QuantizeConfig()).update(overrides)
     cfg.validate()
+    # int8 matmuls allocate twice per call (int32 accumulators, fp32 out): without this every
+    # call page-faults megabytes back in, which costs a small int8 model all its speed-up
+    tune_cpu_allocator()
     source = resolve_source(str(cfg.run))
     out = Path(cfg.out).expanduser() if cfg.out else None
     if out is not None:
@@ -821,7 +838,7 @@ def quantize(cfg=None, **overrides: Any) -> dict[str, Any]:
             def tick():
                 bar.advance(task)
 
-            fp32_ms, int8_ms = time_models(fns, batches, tick=tick)
+            fp32_ms, int8_ms, ratio = time_pair(*fns, batches, tick=tick)
             bar.update(task, description="metric", stats=f"{len(batches)} batches")
             if source.kind == "gpt":
                 before = gpt_metrics(fp32, batches, tick)
@@ -838,7 +855,7 @@ def quantize(cfg=None, **overrides: Any) -> dict[str, Any]:
         metrics: dict[str, Any] = {
             "fp32_mb": source.weights_mb, "int8_mb": int8_mb,
             "size_ratio": int8_mb / source.weights_mb if source.weights_mb else None,
-            "fp32_ms": fp32_ms, "int8_ms": int8_ms, "latency_ratio": int8_ms / fp32_ms,
+            "fp32_ms": fp32_ms, "int8_ms": int8_ms, "latency_ratio": ratio,
             "threads": threads}
         for k in names:
             metrics[f"{k}_fp32"], metrics[f"{k}_int8"] = before[k], after[k]

@@ -49,7 +49,8 @@ def tune_cpu_allocator() -> bool:
 
     glibc returns every large block (activations are tens of MB) to the kernel when freed and
     page-faults it back in on the next step, which costs a training step on CPU up to a third
-    of its time. Setting M_MMAP_MAX=0 and a high M_TRIM_THRESHOLD keeps the pages mapped (the
+    of its time, and an int8 model (whose matmuls allocate twice per call) its whole speed-up.
+    Training and inference commands call it on CPU; it is process-wide. Setting M_MMAP_MAX=0 and a high M_TRIM_THRESHOLD keeps the pages mapped (the
     advice PyTorch's CPU performance guide gives via jemalloc/tcmalloc, without a new library).
     Returns False where glibc is not the allocator.
     """

@@ -10,9 +10,11 @@ def evaluate(cfg=None, **overrides: Any) -> dict[str, Any]:
     perplexity on text or answers on conversations (eval/lm.py); else a classifier's metrics
     (eval/classify.py). The result's "kind" says which: crossval, lm, sft or classify."""
     from goldmine.config import EvaluateConfig
+    from goldmine.runtime import tune_cpu_allocator
 
     cfg = (cfg or EvaluateConfig()).update(overrides)
     cfg.validate()
+    tune_cpu_allocator()  # inference on CPU: keep freed activations mapped (see runtime.py)
     if cfg.folds:
         from goldmine.eval.crossval import cross_validate
 

@@ -122,9 +122,11 @@ def serve(cfg: ServeConfig | None = None, **overrides: Any) -> None:
     and tokens it served."""
     from goldmine.progress import console, info
     from goldmine.registry import start_run
+    from goldmine.runtime import tune_cpu_allocator
 
     cfg = (cfg or ServeConfig()).update(overrides)
     cfg.validate()
+    tune_cpu_allocator()  # the engine's steps reuse freed memory instead of page-faulting it
 
     def loaded(name, m):
         extra = m.describe()
