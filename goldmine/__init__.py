@@ -18,6 +18,8 @@ and/or keyword overrides and returns the same dict the command prints with --jso
     goldmine.generate(model, tokenizer, prompt, **sampling) -> str
     goldmine.answer(model, tokenizer, messages, **sampling) -> str   (chat models)
     goldmine.Registry()                         goldmine runs ...
+    goldmine.cost_train(cfg, **overrides)       goldmine cost train (also cost_optimal,
+                                                cost_memory, cost_serve, cost_plan)
 
 Imports are lazy, so `import goldmine` stays fast.
 """
@@ -49,6 +51,11 @@ _API = {
     "GPT": ("goldmine.model", "GPT"),
     "GPTConfig": ("goldmine.model", "GPTConfig"),
     "Registry": ("goldmine.registry", "Registry"),
+    "cost_train": ("goldmine.cost.command", "cost_train"),
+    "cost_optimal": ("goldmine.cost.command", "cost_optimal"),
+    "cost_memory": ("goldmine.cost.command", "cost_memory"),
+    "cost_serve": ("goldmine.cost.command", "cost_serve"),
+    "cost_plan": ("goldmine.cost.command", "cost_plan"),
 }
 __all__ = ["__version__", *_API]
 

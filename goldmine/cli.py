@@ -17,6 +17,11 @@ from typing import Any
 from goldmine.config import (
     ChatConfig,
     Config,
+    CostMemoryConfig,
+    CostOptimalConfig,
+    CostPlanConfig,
+    CostServeConfig,
+    CostTrainConfig,
     EvaluateConfig,
     ExportConfig,
     FinetuneClassifyConfig,
@@ -96,6 +101,34 @@ EXAMPLES = {
     "generate": "examples:\n  goldmine generate --model RUN_ID --prompt 'The wool scarf'\n"
                 "  goldmine generate --model SFT_RUN --prompt 'Where is my order?'   # chat\n"
                 "  goldmine generate --model runs/pretrain-.../checkpoints/best --preset greedy",
+    "cost train": "examples:\n"
+                  "  goldmine cost train --params 7e9 --tokens 2e12 --hardware h100-sxm --gpus 8 "
+                  "--mfu 0.4 --explain\n"
+                  "  goldmine cost train --preset gpt2-124m --tokens 10e9 --hardware a100-80gb "
+                  "--gpus 8 --step-time 0.3 --tokens-per-step 524288\n"
+                  "  goldmine cost train --preset llama2-7b          # 184,320 GPU-hours -> MFU\n"
+                  "  goldmine cost train --from-run PRETRAIN_RUN --params 1e9 --tokens 20e9 "
+                  "--hardware h100-sxm --gpus 8",
+    "cost optimal": "examples:\n"
+                    "  goldmine cost optimal --flops 5.76e23             # Chinchilla: 70B, 1.4T\n"
+                    "  goldmine cost optimal --budget 50000 --hardware h100-sxm --gpus 64\n"
+                    "  goldmine cost optimal --params 1e9 --hardware a100-80gb",
+    "cost memory": "examples:\n"
+                   "  goldmine cost memory --model llama-7b --hardware a100-80gb\n"
+                   "  goldmine cost memory --model llama-7b --hardware a100-80gb --gpus 8 --sharded "
+                   "--batch-size 4 --checkpointing\n"
+                   "  goldmine cost memory --mode serve --model llama-7b --hardware l4 "
+                   "--concurrency 16 --context 4096",
+    "cost serve": "examples:\n"
+                  "  python bench/serve.py --skip-hf > serve.json && goldmine cost serve "
+                  "--from-bench serve.json\n"
+                  "  goldmine cost serve --tokens-per-s 2500 --hardware l40s --utilization 0.3\n"
+                  "  goldmine cost serve --tokens-per-s 2500 --hardware l40s --usage --days 30",
+    "cost plan": "examples:\n"
+                 "  goldmine cost plan                                  # the example plan\n"
+                 "  goldmine cost plan --init my-plan.yaml              # a copy to edit\n"
+                 "  goldmine cost plan my-plan.yaml --serving-cost-per-1m 0.8 --training-cost 500 "
+                 "--out plan-report",
 }
 
 
@@ -718,6 +751,227 @@ def cmd_runs_compare(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# goldmine cost
+# ---------------------------------------------------------------------------------------------
+def _usd(x: float | None) -> str:
+    if x is None:
+        return "n/a (no price)"
+    sign = "-" if x < 0 else ""
+    return f"{sign}${abs(x):,.2f}" if abs(x) < 1000 else f"{sign}${abs(x):,.0f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a (no hardware)"
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
+def _big(n: float) -> str:
+    """69.3B, 1.39T: parameter and token counts as people say them."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:,.3g}{unit}"
+    return f"{n:,.0f}"
+
+
+def _notes(c, notes: list[str]) -> None:
+    for note in notes:
+        c.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+
+
+def cmd_cost_train(args):
+    from goldmine.cost.command import cost_train
+
+    cfg = config_from_args(args, CostTrainConfig)
+    res = cost_train(cfg)
+
+    def render(r):
+        hw = (f"{r['gpus']} × {r['hardware']}, {r['dtype']} peak "
+              f"{r['peak_flops_per_gpu'] / 1e12:,.4g} TFLOP/s each" if r["hardware"] else "none")
+        rows = [("model", r["model"] or "-"), ("parameters N", f"{r['params']:,.0f}"
+                                                + (f" in matmuls ({r['params_total']:,} in all)"
+                                                   if r["params_total"] else "")),
+                ("tokens D", f"{r['tokens']:,.0f}"), ("hardware", hw),
+                ("FLOPs", f"{r['flops']:.4g}  (6·N·D {r['flops_6nd']:.4g} + attention "
+                          f"{r['flops_attention']:.4g})" if r["flops_attention"] else
+                 f"{r['flops']:.4g}  (6·N·D; the attention term needs --model)"),
+                ("MFU", f"{r['mfu']:.3f} ({r['speed_from']})" if r["mfu"] is not None
+                 else f"n/a ({r['speed_from']})"),
+                ("tokens/s", f"{r['tokens_per_s']:,.0f}" if r["tokens_per_s"] else "n/a"),
+                ("wall time", _duration(r["wall_s"])),
+                ("GPU-hours", f"{r['gpu_hours']:,.1f}" if r["gpu_hours"] is not None else "n/a"),
+                ("energy", f"{r['energy_kwh']:,.1f} kWh (PUE {r['pue']:g})"
+                 if r["energy_kwh"] is not None else "n/a"),
+                ("cost", _usd(r["cost_usd"]) + (f" at ${r['price_per_gpu_hour']:g}/GPU-hour"
+                                                 if r["price_per_gpu_hour"] else ""))]
+        if r["from_run"]:
+            rows.insert(0, ("from run", f"{r['from_run']['run_id']}: "
+                                        f"{r['from_run']['tokens_per_s']:,.0f} tokens/s"))
+        c = _console()
+        c.print(_kv_table("training cost", rows))
+        if cfg.explain:
+            c.print("\n[bold]how[/bold]")
+            for line in r["explain"]:
+                c.print(line, soft_wrap=True)
+        _notes(c, r["notes"])
+
+    emit(res, args.json, render)
+
+
+def cmd_cost_optimal(args):
+    from rich.table import Table
+
+    from goldmine.cost.command import cost_optimal
+
+    res = cost_optimal(config_from_args(args, CostOptimalConfig))
+
+    def render(r):
+        names = {"rule": f"{r['tokens_per_param']:g} tokens per parameter",
+                 "hoffmann": "Hoffmann et al. 2022 fit", "besiroglu": "Besiroglu et al. 2024 refit"}
+        t = Table()
+        for col in ("compute-optimal by", "parameters", "tokens", "tokens/param", "FLOPs",
+                    "loss (Hoffmann)", "loss (Besiroglu)", "GPU-hours", "days", "cost"):
+            t.add_column(col, justify="left" if col == "compute-optimal by" else "right")
+        for name, p in r["points"].items():
+            t.add_row(names[name], _big(p["params"]), _big(p["tokens"]),
+                      f"{p['tokens_per_param']:.1f}", f"{p['flops']:.3g}",
+                      f"{p['loss_hoffmann']:.3f}", f"{p['loss_besiroglu']:.3f}",
+                      f"{p['gpu_hours']:,.0f}" if p["gpu_hours"] is not None else "-",
+                      f"{p['wall_days']:,.1f}" if p["wall_days"] is not None else "-",
+                      _usd(p["cost_usd"]) if p["cost_usd"] is not None else "-")
+        b = r["budget"]
+        title = f"budget {b['flops']:.3g} FLOPs (from {b['from']})"
+        if b["from"] == "model size":
+            title = f"a {_big(r['points']['rule']['params'])}-parameter model, trained compute-optimally"
+        if r["hardware"]:
+            title += f" on {r['gpus']} × {r['hardware']} at MFU {r['mfu']:g}"
+        c = _console()
+        c.print(_titled(title, t))
+        _notes(c, r["notes"])
+
+    emit(res, args.json, render)
+
+
+def cmd_cost_memory(args):
+    from goldmine.cost.command import cost_memory
+
+    res = cost_memory(config_from_args(args, CostMemoryConfig))
+
+    def render(r):
+        rows = [(name.replace("_", " "), f"{gb:,.2f} GB") for name, gb in r["terms_gb"].items()]
+        fits = "[green]yes[/green]" if r["fits"] else "[red]no[/red]"
+        most = "max_batch_size" if r["mode"] == "train" else "max_concurrency"
+        rows += [("total", f"{r['total_gb']:,.2f} GB of {r['capacity_gb']:,.0f} GB"),
+                 ("fits", f"{fits} (headroom {r['headroom_gb']:,.2f} GB)"),
+                 (most.replace("_", " "), "n/a" if r[most] is None else f"{r[most]:,}")]
+        where = (f"{r['gpus']} × {r['hardware']}" + (" sharded" if r["sharded"] else "")
+                 + f", {r['precision']}")
+        c = _console()
+        c.print(_kv_table(f"{r['mode']} memory per GPU: {r['model'] or r['params']} on {where}",
+                          rows))
+        for line in r["formula"]:
+            c.print(f"[dim]{line}[/dim]", soft_wrap=True)
+        _notes(c, r["notes"])
+
+    emit(res, args.json, render)
+
+
+def cmd_cost_serve(args):
+    from rich.table import Table
+
+    from goldmine.cost.command import cost_serve
+
+    res = cost_serve(config_from_args(args, CostServeConfig))
+
+    def render(r):
+        rows = [("throughput", f"{r['tokens_per_s']:,.1f} output tokens/s ({r['throughput_from']})"),
+                ("hardware", f"{r['gpus']} × {r['hardware']} at ${r['price_per_gpu_hour']:g}/hour"),
+                ("utilization", f"{r['utilization']:.0%} of paid hours"),
+                ("per 1M output tokens", f"${r['usd_per_1m_output_tokens']:,.4g}"),
+                ("per 1M input tokens", f"${r['usd_per_1m_input_tokens']:,.4g} "
+                                        f"({r['input_cost_ratio']:.3g} × output: "
+                                        f"{r['input_cost_ratio_from']})"),
+                ("per request", f"${r['usd_per_request']:,.4g} ({r['prompt_tokens']:,.0f} in, "
+                                f"{r['output_tokens']:,.0f} out)"),
+                ("requests per hour", f"{r['requests_per_hour']:,.0f}")]
+        c = _console()
+        c.print(_kv_table("serving cost", rows))
+        if "usage" in r:
+            if not r["usage"]:
+                c.print("no usage recorded yet")
+                return
+            t = Table(box=None)
+            for col in ("key", "days", "requests", "prompt tokens", "completion tokens", "cost",
+                        "per request"):
+                t.add_column(col, justify="left" if col == "key" else "right")
+            for u in r["usage"]:
+                t.add_row(u["key"], str(u["days"]), f"{u['requests']:,}",
+                          f"{u['prompt_tokens']:,}", f"{u['completion_tokens']:,}",
+                          f"${u['cost_usd']:,.4f}", f"${u['usd_per_request']:,.5f}")
+            c.print(_titled("\ncost of recorded usage per API key", t))
+
+    emit(res, args.json, render)
+
+
+def cmd_cost_plan(args):
+    from rich.table import Table
+
+    from goldmine.cost.command import cost_plan
+
+    res = cost_plan(config_from_args(args, CostPlanConfig))
+
+    def render(r):
+        c = _console()
+        if "written" in r:
+            c.print(f"wrote {r['written']} (the example plan): edit it, then run "
+                    f"`goldmine cost plan {r['written']}`", soft_wrap=True)
+            return
+        t = Table()
+        for col in ("month", "users", "revenue", "serving", "training", "fixed", "gross margin",
+                    "op. profit", "cash"):
+            t.add_column(col, justify="right")
+        for m in r["months"]:
+            t.add_row(str(m["month"]), f"{m['users']:,.0f}", _usd(m["revenue"]),
+                      _usd(m["serving_cost"]), _usd(m["training_cost"]), _usd(m["fixed_costs"]),
+                      f"{m['gross_margin']:.0%}" if m["revenue"] else "-",
+                      _usd(m["operating_profit"]), _usd(m["cash"]))
+        c.print(_titled(f"plan {r['source']}: profit and loss by month", t))
+        sm = r["summary"]
+        be, pb = r["break_even_month"], r["payback_month"]
+        rows = [("revenue", _usd(sm["total_revenue"])), ("all costs", _usd(sm["total_costs"])),
+                ("gross margin", f"{sm['gross_margin']:.1%}"),
+                ("break-even", f"month {be}, at {sm['users_at_break_even']:,.0f} users" if be
+                 else "not within the horizon"),
+                ("payback", f"month {pb}" if pb else "not within the horizon"),
+                ("cash at the end", f"{_usd(sm['final_cash'])} (lowest "
+                                    f"{_usd(sm['lowest_cash'])}, month {sm['lowest_cash_month']})")]
+        c.print()
+        c.print(_kv_table(f"over {sm['horizon_months']} months", rows))
+        st = Table()
+        for col in ("input", "change", "cash at the end", "break-even", "payback", "verdict"):
+            st.add_column(col, justify="left" if col in ("input", "verdict") else "right")
+        for row in r["sensitivity"]:
+            st.add_row(row["input"], f"{row['change']:+.0%}" if row["change"] else "",
+                       _usd(row["final_cash"]), str(row["break_even_month"] or "never"),
+                       str(row["payback_month"] or "never"), row["verdict"])
+        c.print()
+        c.print(_titled("sensitivity: one input moved at a time", st))
+        color = {"gold mine": "green", "marginal": "yellow", "bubble": "red"}[r["verdict"]]
+        c.print(f"\nverdict: [bold {color}]{r['verdict']}[/bold {color}]")
+        for reason in r["reasons"]:
+            c.print(f"  - {reason}", soft_wrap=True)
+        for chart in r["charts"]:
+            c.print(f"chart: {chart}")
+        if r.get("report"):
+            c.print(f"report: {r['report']}")
+
+    emit(res, args.json, render)
+
+
+# ---------------------------------------------------------------------------------------------
 # parser
 # ---------------------------------------------------------------------------------------------
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -848,6 +1102,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids or directories")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_runs_compare)
+
+    cost = sub.add_parser("cost", help="what training and serving cost, and whether it pays: "
+                                       "train, optimal, memory, serve, plan",
+                          formatter_class=_Formatter)
+    csub = cost.add_subparsers(dest="cost_command", metavar="COMMAND", required=True)
+    command(csub, "train", CostTrainConfig, cmd_cost_train,
+            "FLOPs, GPU-hours, wall time, energy and money of a training run", "cost train")
+    command(csub, "optimal", CostOptimalConfig, cmd_cost_optimal,
+            "compute-optimal model size and tokens for a budget (Chinchilla), predicted loss",
+            "cost optimal")
+    command(csub, "memory", CostMemoryConfig, cmd_cost_memory,
+            "will it fit: training or serving memory per GPU, term by term", "cost memory")
+    command(csub, "serve", CostServeConfig, cmd_cost_serve,
+            "$ per 1M input and output tokens and per request, and per API key's usage",
+            "cost serve")
+    command(csub, "plan", CostPlanConfig, cmd_cost_plan,
+            "a business plan month by month: break-even, sensitivity, charts and a verdict",
+            "cost plan")
     return parser
 
 

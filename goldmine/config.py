@@ -1012,3 +1012,325 @@ def parse_duration(text: str | float | int) -> float:
         return float(s)
     except ValueError:
         raise GoldmineError(f"max_time: expected a duration like 90s, 2m or 1.5h, got {text!r}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# goldmine cost
+# ----------------------------------------------------------------------------------------------
+HARDWARE_HELP = ("device from the hardware catalog (goldmine/cost/hardware.yaml), e.g. "
+                 "h100-sxm, h200, a100-80gb, l40s, l4, t4, or cpu (measured now); an unknown name "
+                 "lists them all")
+HARDWARE_FILE_HELP = ("YAML file of hardware entries merged over the catalog, field by field "
+                      "(e.g. `h100-sxm: {price_per_gpu_hour: 2.1}`; a new name adds a device)")
+MODEL_REF_HELP = ("the model's shape: a model preset (" + ", ".join(MODEL_PRESETS) + "), a "
+                  "goldmine run or checkpoint, or a config file (goldmine config.json, a Hugging "
+                  "Face config.json, or YAML with n_layer, n_embd, ...)")
+VOCAB_HELP = ("vocabulary size of a --model preset (default: 50257 for gpt2-*, 128256 for "
+              "llama-1b, 32000 for llama-7b, else 8192) or override of a config's")
+COST_DTYPES = ["fp32", "tf32", "bf16", "fp16", "fp8"]
+# the model presets, as `--preset NAME` of the cost commands that take a model
+_MODEL_AS_PRESET = {name: {"model": name} for name in MODEL_PRESETS}
+_MODEL_PRESET_HELP = {name: f"--model {name}" for name in MODEL_PRESETS}
+
+
+def _check_positive(cfg: Config, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise GoldmineError(f"{name}: must be > 0, got {value}")
+
+
+def _check_fraction(cfg: Config, name: str) -> None:
+    value = getattr(cfg, name)
+    if value is not None and not 0 < value <= 1:
+        raise GoldmineError(f"{name}: must be in (0, 1], got {value}")
+
+
+def _check_hardware(cfg: Config) -> None:
+    """An unknown --hardware (or a broken --hardware-file) fails here, listing the known names."""
+    if cfg.hardware is not None or cfg.hardware_file is not None:
+        from goldmine.cost.hardware import get_hardware, load_catalog
+
+        load_catalog(cfg.hardware_file)
+        if cfg.hardware is not None:
+            get_hardware(cfg.hardware, cfg.hardware_file)
+
+
+def _at_most_one(cfg: Config, names: tuple[str, ...], what: str) -> list[str]:
+    given = [n for n in names if getattr(cfg, n) is not None]
+    if len(given) > 1:
+        raise GoldmineError(f"{', '.join(given)}: give only one {what} "
+                            f"(one of {', '.join(names)})")
+    return given
+
+
+@dataclass
+class CostTrainConfig(Config):
+    """goldmine cost train: what pretraining costs: FLOPs (6·N·D plus the attention term),
+    GPU-hours, wall time, energy and money on a device of the hardware catalog. The speed is an
+    MFU (default 0.4), a measured throughput (--tokens-per-s, or --step-time and
+    --tokens-per-step), the GPU-hours of a known run (which gives its MFU), or the MFU that a
+    goldmine pretrain run measured (--from-run), projected to the size and hardware asked for."""
+
+    params: int | None = opt(None, "parameters N of 6·N·D, e.g. 7e9 (default: the weights in "
+                             "matrix multiplies of --model)")
+    tokens: int | None = opt(None, "training tokens D, e.g. 2e12 (default with --from-run: the "
+                             "run's)")
+    model: str | None = opt(None, MODEL_REF_HELP + "; gives N and the attention term")
+    vocab_size: int | None = opt(None, VOCAB_HELP)
+    seq_len: int | None = opt(None, "context length T of the attention term (default: the "
+                              "model's block_size)")
+    hardware: str | None = opt(None, HARDWARE_HELP + " (default with --from-run of a CPU run: "
+                               "cpu; without hardware only FLOPs are computed)")
+    gpus: int = opt(1, "devices training together")
+    dtype: str | None = opt(None, "precision of the matrix multiplies, which sets the peak "
+                            "FLOP/s (default: bf16 where the device has it, else fp16; fp32 on "
+                            "a CPU)", choices=COST_DTYPES)
+    mfu: float | None = opt(None, "model FLOPs utilization in (0, 1] (default: 0.4, or "
+                            "measured by --from-run)")
+    tokens_per_s: float | None = opt(None, "measured training throughput of all --gpus "
+                                     "together, tokens/s")
+    step_time: float | None = opt(None, "measured seconds per optimizer step (with "
+                                  "--tokens-per-step)")
+    tokens_per_step: int | None = opt(None, "tokens per optimizer step, all GPUs together")
+    gpu_hours: float | None = opt(None, "GPU-hours a known run took (a published figure): "
+                                  "gives its MFU")
+    from_run: str | None = opt(None, "a goldmine pretrain run (id or directory): its model, "
+                               "tokens and measured MFU, projected to the options given here")
+    price_per_gpu_hour: float | None = opt(None, "USD per device-hour (default: the catalog's "
+                                           "indicative on-demand price)")
+    pue: float = opt(1.0, "power usage effectiveness: energy = board power × GPU-hours × PUE "
+                     "(1.0 counts the boards alone; data centres run 1.1-1.5)")
+    hardware_file: str | None = opt(None, HARDWARE_FILE_HELP)
+    explain: bool = opt(False, "print the formulas with the numbers substituted")
+
+    presets: ClassVar = {
+        "default": {},
+        **_MODEL_AS_PRESET,
+        "gpt3-175b": {"params": 175_000_000_000, "tokens": 300_000_000_000},
+        "llama2-7b": {"params": 6_740_000_000, "tokens": 2_000_000_000_000,
+                      "hardware": "a100-80gb", "gpu_hours": 184_320},
+        "llmc-gpt2-124m": {"model": "gpt2-124m", "tokens": 10_000_000_000,
+                           "hardware": "a100-80gb", "gpus": 8, "step_time": 0.3,
+                           "tokens_per_step": 524_288, "price_per_gpu_hour": 1.75},
+    }
+    preset_help: ClassVar = {
+        "default": "give --params/--model and --tokens",
+        **_MODEL_PRESET_HELP,
+        "gpt3-175b": "GPT-3: 175B parameters, 300B tokens (Brown et al. 2020: 3.14e23 FLOPs)",
+        "llama2-7b": "Llama 2 7B: 2T tokens in 184,320 A100-80GB GPU-hours (Touvron et al. "
+                     "2023)",
+        "llmc-gpt2-124m": "llm.c GPT-2 124M: 10B tokens on 8×A100 at 0.3 s per 524,288-token "
+                          "step, $14/hour for the node",
+    }
+
+    def validate(self):
+        super().validate()
+        _check_positive(self, "params", "tokens", "vocab_size", "seq_len", "gpus",
+                        "tokens_per_s", "step_time", "tokens_per_step", "gpu_hours",
+                        "price_per_gpu_hour")
+        _check_fraction(self, "mfu")
+        if self.pue < 1:
+            raise GoldmineError(f"pue: must be >= 1 (total facility power over IT power), got "
+                                f"{self.pue}")
+        _at_most_one(self, ("mfu", "tokens_per_s", "step_time", "gpu_hours"),
+                     "way to set the speed")
+        if self.step_time is not None and self.tokens_per_step is None:
+            raise GoldmineError("tokens_per_step: --step-time needs --tokens-per-step")
+        if self.from_run is None:
+            if self.params is None and self.model is None:
+                raise GoldmineError("params: give --params N or --model (or a --preset, or "
+                                    "--from-run RUN)")
+            if self.tokens is None:
+                raise GoldmineError("tokens: give --tokens D, the training tokens")
+        _check_hardware(self)
+
+
+@dataclass
+class CostOptimalConfig(Config):
+    """goldmine cost optimal: the compute-optimal model for a budget (Chinchilla: about 20
+    tokens per parameter with C = 6·N·D, and the Hoffmann et al. 2022 loss fit
+    L(N, D) = E + A/N^α + B/D^β), with the predicted loss; or, for a given model, the tokens it
+    needs. A budget in money or GPU-hours is turned into FLOPs with --hardware, --mfu and the
+    price."""
+
+    flops: float | None = opt(None, "compute budget C in FLOPs, e.g. 5.76e23")
+    budget: float | None = opt(None, "budget in USD (with --hardware; the catalog price unless "
+                               "--price-per-gpu-hour)")
+    gpu_hours: float | None = opt(None, "budget in GPU-hours (with --hardware)")
+    params: int | None = opt(None, "a model size N instead of a budget: the tokens it needs and "
+                             "its predicted loss")
+    model: str | None = opt(None, MODEL_REF_HELP + "; instead of a budget, like --params")
+    vocab_size: int | None = opt(None, VOCAB_HELP)
+    tokens_per_param: float = opt(20.0, "tokens per parameter of the compute-optimal rule "
+                                  "(Hoffmann et al. 2022: about 20)")
+    hardware: str | None = opt(None, HARDWARE_HELP + " (for GPU-hours, time and money)")
+    gpus: int = opt(1, "devices training together (for the wall time)")
+    dtype: str | None = opt(None, "precision of the matrix multiplies, which sets the peak "
+                            "FLOP/s (default: bf16 where the device has it, else fp16; fp32 on "
+                            "a CPU)", choices=COST_DTYPES)
+    mfu: float = opt(0.4, "model FLOPs utilization in (0, 1]")
+    price_per_gpu_hour: float | None = opt(None, "USD per device-hour (default: the catalog's)")
+    hardware_file: str | None = opt(None, HARDWARE_FILE_HELP)
+
+    presets: ClassVar = {"default": {}, **_MODEL_AS_PRESET,
+                         "chinchilla": {"flops": 5.76e23}}
+    preset_help: ClassVar = {"default": "give --flops, --budget, --gpu-hours, --params or "
+                                        "--model", **_MODEL_PRESET_HELP,
+                             "chinchilla": "Gopher's budget, 5.76e23 FLOPs: Chinchilla is 70B "
+                                           "parameters on 1.4T tokens"}
+
+    def validate(self):
+        super().validate()
+        _check_positive(self, "flops", "budget", "gpu_hours", "params", "vocab_size",
+                        "tokens_per_param", "gpus", "price_per_gpu_hour")
+        _check_fraction(self, "mfu")
+        given = _at_most_one(self, ("flops", "budget", "gpu_hours", "params", "model"),
+                             "budget or model size")
+        if not given:
+            raise GoldmineError("flops: give a budget (--flops, --budget or --gpu-hours) or a "
+                                "model size (--params or --model)")
+        if given[0] in ("budget", "gpu_hours") and self.hardware is None:
+            raise GoldmineError(f"hardware: --{given[0].replace('_', '-')} is converted to FLOPs "
+                                "with a device's peak: name one with --hardware")
+        _check_hardware(self)
+
+
+@dataclass
+class CostMemoryConfig(Config):
+    """goldmine cost memory: will it fit? Training: weights, gradients, AdamW state (fp32
+    moments, fp32 master weights under mixed precision) and activations, per GPU, for plain
+    data parallelism or sharded (FSDP / ZeRO-3). Serving: weights and the KV cache for a
+    number of concurrent sequences. Prints each term in GB (1e9 bytes), the total against the
+    device's memory, the headroom, and the largest batch or concurrency that fits."""
+
+    model: str | None = opt(None, MODEL_REF_HELP)
+    params: int | None = opt(None, "parameters, when there is no --model (training only; "
+                             "activations are then left out)")
+    vocab_size: int | None = opt(None, VOCAB_HELP)
+    mode: str = opt("train", "train: weights, gradients, optimizer, activations; serve: "
+                    "weights and KV cache", choices=["train", "serve"])
+    hardware: str | None = opt(None, HARDWARE_HELP)
+    gpus: int = opt(1, "devices")
+    sharded: bool = opt(False, "train: weights, gradients and optimizer state sharded over "
+                        "--gpus (FSDP FULL_SHARD / ZeRO-3); serve: weights split over --gpus "
+                        "(tensor parallel)")
+    precision: str = opt("bf16", "train: fp32, or bf16/fp16 mixed precision (fp32 master "
+                         "weights and moments); serve: the weights' dtype",
+                         choices=["fp32", "bf16", "fp16", "fp8", "int8", "int4"])
+    batch_size: int = opt(1, "train: sequences per GPU per micro-batch")
+    seq_len: int | None = opt(None, "train: tokens per sequence (default: the model's "
+                              "block_size)")
+    checkpointing: bool = opt(False, "train: activation checkpointing (keep each block's input, "
+                              "recompute the rest in the backward pass)")
+    concurrency: int = opt(1, "serve: sequences in flight at once")
+    context: int | None = opt(None, "serve: tokens per sequence, prompt and answer (default: "
+                              "the model's block_size)")
+    kv_precision: str | None = opt(None, "serve: KV cache dtype (default: the weights' for "
+                                   "fp32/bf16/fp16, else bf16)",
+                                   choices=["fp32", "bf16", "fp16", "fp8", "int8"])
+    reserve_gb: float = opt(1.0, "memory kept free for the CUDA context, kernel workspaces and "
+                            "fragmentation, GB")
+    hardware_file: str | None = opt(None, HARDWARE_FILE_HELP)
+
+    presets: ClassVar = {"default": {}, **_MODEL_AS_PRESET}
+    preset_help: ClassVar = {"default": "give --model or --params", **_MODEL_PRESET_HELP}
+
+    def validate(self):
+        super().validate()
+        _check_positive(self, "params", "vocab_size", "gpus", "batch_size", "seq_len",
+                        "concurrency", "context")
+        if self.reserve_gb < 0:
+            raise GoldmineError(f"reserve_gb: must be >= 0, got {self.reserve_gb}")
+        _at_most_one(self, ("model", "params"), "model")
+        if self.model is None and self.params is None:
+            raise GoldmineError("model: give --model (a preset, run or config file) or "
+                                "--params")
+        if self.mode == "serve" and self.model is None:
+            raise GoldmineError("model: --mode serve needs the model's shape for the KV cache: "
+                                "give --model")
+        if self.mode == "train" and self.precision not in ("fp32", "bf16", "fp16"):
+            raise GoldmineError(f"precision: training runs in fp32, bf16 or fp16, got "
+                                f"{self.precision}")
+        if self.hardware is None:
+            raise GoldmineError("hardware: name the device to fit on, e.g. --hardware h100-sxm")
+        _check_hardware(self)
+
+
+@dataclass
+class CostServeConfig(Config):
+    """goldmine cost serve: what serving costs per 1M input tokens, per 1M output tokens and
+    per request, from a measured throughput (--tokens-per-s, or the JSON of bench/serve.py with
+    --from-bench), the device's hourly price and the share of paid time spent serving. An input
+    (prompt) token costs --input-cost-ratio of an output token unless --prefill-tokens-per-s
+    gives the measured ratio. --usage prices what each API key used (`goldmine keys usage`)."""
+
+    from_bench: str | None = opt(None, "the JSON object bench/serve.py prints (saved to a "
+                                 "file): its goldmine tokens/s and request shape")
+    tokens_per_s: float | None = opt(None, "measured output (generated) tokens/s of the whole "
+                                     "deployment (all --gpus) at full load")
+    prefill_tokens_per_s: float | None = opt(None, "measured prompt (prefill) tokens/s: gives "
+                                             "the input/output cost ratio")
+    hardware: str | None = opt(None, HARDWARE_HELP + " (default with --from-bench: cpu, "
+                               "where bench/serve.py runs)")
+    gpus: int = opt(1, "devices of the deployment")
+    price_per_gpu_hour: float | None = opt(None, "USD per device-hour (default: the catalog's)")
+    utilization: float = opt(0.5, "share of paid hours spent serving at the measured "
+                             "throughput, in (0, 1]")
+    prompt_tokens: int | None = opt(None, "input tokens per request (default: the bench's, "
+                                    "else 500)")
+    output_tokens: int | None = opt(None, "output tokens per request (default: the bench's, "
+                                    "else 250)")
+    input_cost_ratio: float = opt(0.25, "cost of an input token over an output token when no "
+                                  "prefill throughput is given (API price lists charge 1/4 to "
+                                  "1/5; prefill is often cheaper still)")
+    usage: bool = opt(False, "also price the usage the server recorded per API key")
+    db: str | None = opt(None, "the server's database for --usage (default: "
+                         "GOLDMINE_HOME/registry.db)")
+    days: int | None = opt(None, "--usage: only the last N UTC days")
+    hardware_file: str | None = opt(None, HARDWARE_FILE_HELP)
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "utilization 0.5, input tokens at 1/4 of output"}
+
+    def validate(self):
+        super().validate()
+        _check_positive(self, "tokens_per_s", "prefill_tokens_per_s", "gpus",
+                        "price_per_gpu_hour", "prompt_tokens", "output_tokens",
+                        "input_cost_ratio", "days")
+        _check_fraction(self, "utilization")
+        given = _at_most_one(self, ("from_bench", "tokens_per_s"), "throughput")
+        if not given:
+            raise GoldmineError("tokens_per_s: give the measured throughput (--tokens-per-s X) "
+                                "or a bench/serve.py result (--from-bench FILE)")
+        if self.hardware is None and self.from_bench is None:
+            raise GoldmineError("hardware: name the device the throughput was measured on, "
+                                "e.g. --hardware l4")
+        _check_hardware(self)
+
+
+@dataclass
+class CostPlanConfig(Config):
+    """goldmine cost plan: a business plan month by month: users, revenue, serving and
+    training costs, profit, cumulative cash, break-even, a sensitivity table, charts and a
+    verdict: gold mine, marginal or bubble."""
+
+    plan: str | None = opt(None, "the plan (YAML; default: the example plan shipped with "
+                           "goldmine)", positional=True, metavar="PLAN.yaml")
+    serving_cost_per_1m: float | None = opt(None, "serving cost in USD per 1M tokens (e.g. "
+                                            "from `goldmine cost serve`), over the plan's")
+    training_cost: float | None = opt(None, "cost of one training run in USD (e.g. from "
+                                      "`goldmine cost train`), over the plan's")
+    out: str | None = opt(None, "directory for the charts (PNG) and the plan's results")
+    charts: bool = opt(True, "draw the PNG charts")
+    init: str | None = opt(None, "write the example plan, every field commented, to this file "
+                           "(to edit into your own) and stop", metavar="FILE.yaml")
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "the plan's own figures"}
+
+    def validate(self):
+        super().validate()
+        _check_positive(self, "serving_cost_per_1m")
+        if self.training_cost is not None and self.training_cost < 0:
+            raise GoldmineError(f"training_cost: must be >= 0, got {self.training_cost}")

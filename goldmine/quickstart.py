@@ -51,7 +51,7 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
     for name in ("model", "sentiment", "sentiment-eval"):  # runs refuse to overwrite a run
         if cfg.out and (work / name).exists():
             shutil.rmtree(work / name)
-    total = (8 if cfg.classify_steps else 6) + (cfg.serve != "off")
+    total = (8 if cfg.classify_steps else 6) + 1 + (cfg.serve != "off")
     with start_run("quickstart", cfg.to_dict()) as run:
         _step(1, total, "sample data: an imaginary online shop (products, reviews, support chats, FAQ)")
         sample = generate_sample_data(work / "sample-data", seed=cfg.seed, scale=cfg.scale)
@@ -90,15 +90,19 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
         trained = pretrain(pcfg)
 
         _step(6, total, "samples from the model")
-        samples = {}
+        samples, samples_tps = {}, []
         for i, prompt in enumerate(cfg.prompt):
             g = generate_text(GenerateConfig(model=trained["run_id"], prompt=prompt,
                                              max_new_tokens=60, seed=cfg.seed + i,
                                              device=cfg.device, temperature=0.7))
             samples[prompt] = g["samples"][0]
+            if g.get("tokens_per_s"):
+                samples_tps.append(g["tokens_per_s"])
             console.print(f"[bold]{prompt}[/bold]{g['samples'][0]}\n")
 
         classified = _classify(cfg, sample, sub, total) if cfg.classify_steps else None
+        step = (8 if cfg.classify_steps else 6) + 1
+        costs = _cost(cfg, trained, samples_tps, work, step, total)
 
         result = {
             "run_id": run.id, "sample_data": sample["out_dir"], "dataset": ds["out"],
@@ -108,6 +112,7 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
             "val_ppl": trained["val_ppl"], "tokens_per_s": trained["tokens_per_s"],
             "mfu": trained["mfu"], "steps": trained["step"], "plot": trained["plot"],
             "checkpoint": trained["checkpoint"], "samples": samples, "classifier": classified,
+            "cost": costs,
         }
         run.log_metrics({k: result[k] for k in ("val_loss", "val_ppl", "tokens_per_s", "mfu", "steps")})
         if classified:
@@ -131,11 +136,60 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
     if classified:
         lines.append(f"  goldmine predict --model {classified['run_id']} "
                      f"{sample['files']['reviews.jsonl']['path']}")
-    lines += ["  goldmine runs list", f"  goldmine runs show {trained['run_id']}"]
+    lines += [f"  goldmine cost plan --serving-cost-per-1m {costs['serving_usd_per_1m']:.4g} "
+              f"--training-cost {costs['training_usd']:.4g}   # your own plan.yaml first",
+              "  goldmine runs list", f"  goldmine runs show {trained['run_id']}"]
     console.print("\n".join(lines))
     if cfg.serve != "off":
         result["served"] = _serve(cfg, trained, classified, total)
     return result
+
+
+def _cost(cfg: QuickstartConfig, trained: dict, tokens_per_s: list[float], work: Path,
+          step: int, total: int) -> dict[str, Any]:
+    """What the GPT just cost to train and costs to serve on this machine (measured, priced at
+    the hardware catalog's hourly rate), and the example business plan run with those costs."""
+    from goldmine.cost.command import cost_plan, cost_serve, cost_train
+    from goldmine.cost.plan import EXAMPLE_PLAN, load_plan
+
+    device = "gpu" if str(cfg.device).startswith("cuda") else "cpu"
+    _step(step, total, "cost: what this model cost, what serving it costs, and whether the "
+                       "example business pays")
+    train = cost_train(from_run=trained["run_id"])
+    # batch-1 sampling speed from step 6: a floor, the server batches many requests per step
+    tps = sorted(tokens_per_s)[len(tokens_per_s) // 2] if tokens_per_s else None
+    serve = cost_serve(tokens_per_s=tps, hardware=train["hardware"]) if tps else None
+    plan, _ = load_plan(EXAMPLE_PLAN)
+    if serve:  # one figure per 1M tokens, weighted by the plan's input/output mix
+        tin, tout = plan["usage"]["input_tokens"], plan["usage"]["output_tokens"]
+        per_1m = (tin * serve["usd_per_1m_input_tokens"]
+                  + tout * serve["usd_per_1m_output_tokens"]) / (tin + tout)
+    else:
+        per_1m = None
+    res = cost_plan(plan=str(EXAMPLE_PLAN), serving_cost_per_1m=per_1m,
+                    training_cost=train["cost_usd"], out=str(work / "plan"))
+    console.print(f"training: {train['flops']:.3g} FLOPs in {train['wall_s']:,.0f} s on "
+                  f"{train['gpus']} × {train['hardware']} = ${train['cost_usd']:.4f} "
+                  f"(at ${train['price_per_gpu_hour']}/hour); MFU {train['mfu']:.0%}")
+    if serve:
+        console.print(f"serving at {tps:,.0f} tokens/s (one request at a time) on {device}: "
+                      f"${serve['usd_per_1m_output_tokens']:.3f} per 1M output tokens, "
+                      f"${serve['usd_per_1m_input_tokens']:.3f} per 1M input tokens")
+    s = res["summary"]
+    color = {"gold mine": "green", "marginal": "yellow", "bubble": "red"}[res["verdict"]]
+    be = res["break_even_month"]
+    console.print(f"example plan ({EXAMPLE_PLAN.name}) with these costs: gross margin "
+                  f"{s['gross_margin']:.0%}, break-even "
+                  f"{f'month {be}' if be else 'not within the horizon'}, cash at month "
+                  f"{s['horizon_months']} ${s['final_cash']:,.0f} -> "
+                  f"[bold {color}]{res['verdict']}[/bold {color}]")
+    for reason in res["reasons"]:
+        console.print(f"  - {reason}", soft_wrap=True)
+    console.print(f"charts and report: {work / 'plan'}")
+    return {"training_usd": train["cost_usd"], "training_mfu": train["mfu"],
+            "serving_tokens_per_s": tps, "serving_usd_per_1m": per_1m,
+            "verdict": res["verdict"], "break_even_month": be, "report": res["report"],
+            "charts": res["charts"]}
 
 
 def _serve(cfg: QuickstartConfig, trained: dict, classified: dict | None,

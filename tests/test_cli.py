@@ -122,7 +122,18 @@ def test_quickstart_smoke_preset(capsys, tmp_path):
     res = json.loads(out)
     assert Path(res["plot"]).is_file() and Path(res["checkpoint"]).is_dir()
     assert set(res["samples"]) == {"The wool scarf", "User: Where is my order"}
-    assert "9/9" in err and "try next" in err
+    assert "10/10" in err and "try next" in err
+    # the cost step: the example plan run with what this GPT cost to train and to serve here
+    cost = res["cost"]
+    assert cost["training_usd"] > 0 and cost["serving_usd_per_1m"] > 0
+    assert cost["verdict"] in {"gold mine", "marginal", "bubble"}
+    assert Path(cost["report"]).is_file() and all(Path(c).is_file() for c in cost["charts"])
+    from goldmine.cost.plan import EXAMPLE_PLAN, run_plan
+    again = run_plan(EXAMPLE_PLAN, serving_cost_per_1m_tokens=cost["serving_usd_per_1m"],
+                     training_cost=cost["training_usd"], charts=False)
+    assert again["verdict"] == cost["verdict"]
+    assert again["break_even_month"] == cost["break_even_month"]
+    assert f"cost plan --serving-cost-per-1m {cost['serving_usd_per_1m']:.4g}" in err
     # the last step served both models over HTTP and called each endpoint once
     served = res["served"]
     assert served["completion"] and served["classify"] in {"positive", "neutral", "negative"}

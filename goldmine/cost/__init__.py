@@ -1,12 +1,15 @@
 """FLOPs, peak throughput and MFU: the one place these numbers come from.
 
-Training logs, benchmarks and (later) `goldmine cost` all call these functions, so a tokens/s
-figure means the same thing everywhere.
+Training logs, benchmarks and `goldmine cost` all call these functions, so a tokens/s figure
+means the same thing everywhere. The rest of `goldmine cost` lives beside this file: hardware
+(the catalog, hardware.yaml), training (GPU-hours, time, energy, money), scaling (Chinchilla),
+memory (will it fit), serving ($ per 1M tokens) and command (what the CLI calls).
 
 FLOPs per token follow the PaLM paper's appendix B: a matrix multiply costs 2 FLOPs per weight
 per token forward and 4 backward, so training costs 6 N per token for N weights in matrices,
 plus the attention scores and weighted sum, 12 * n_layer * T * n_embd per token for context T
 (counted over the full T x T square, as PaLM and nanoGPT do, although causal kernels skip half).
+Over D training tokens that is the familiar C = 6 N D, plus 12 L T C D.
 """
 
 from __future__ import annotations
@@ -15,21 +18,6 @@ import time
 from functools import cache
 
 import torch
-
-# Peak dense matmul throughput, FLOP/s, from vendor data sheets (no sparsity).
-GPU_PEAK_FLOPS = {
-    # name fragment: {dtype: peak}
-    "H200": {"bf16": 989e12, "fp32": 67e12},
-    "H100": {"bf16": 989e12, "fp32": 67e12},
-    "A100": {"bf16": 312e12, "fp32": 19.5e12},
-    "L40S": {"bf16": 362e12, "fp32": 91.6e12},
-    "L4": {"bf16": 121e12, "fp32": 30.3e12},
-    "A10": {"bf16": 125e12, "fp32": 31.2e12},
-    "4090": {"bf16": 165e12, "fp32": 82.6e12},
-    "3090": {"bf16": 71e12, "fp32": 35.6e12},
-    "V100": {"bf16": 125e12, "fp32": 15.7e12},  # fp16 tensor cores; V100 has no bf16
-    "T4": {"bf16": 65e12, "fp32": 8.1e12},
-}
 
 
 def matmul_weights(cfg) -> int:
@@ -44,11 +32,60 @@ def matmul_weights(cfg) -> int:
     return L * per_layer + C * V
 
 
+def param_count(cfg) -> int:
+    """All parameters of goldmine's GPT with config `cfg`, counted without building it (a 70B
+    model's config is enough): the matmul weights, an untied input embedding, the RMSNorm
+    weights (two per block and a final one) and any q/k/v biases. Equals GPT(cfg).num_params()."""
+    embed = 0 if cfg.tie_embeddings else cfg.vocab_size * cfg.n_embd
+    norms = (2 * cfg.n_layer + 1) * cfg.n_embd
+    bias = cfg.n_layer * (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim if cfg.attn_bias else 0
+    return matmul_weights(cfg) + embed + norms + bias
+
+
+def attention_flops_per_token(n_layer: int, n_embd: int, seq_len: int,
+                              training: bool = True) -> float:
+    """The attention term: scores (Q K^T) and weighted sum (A V) cost 2 * 2 * T * C FLOPs per
+    token per layer forward; training triples it (backward is twice forward)."""
+    forward = 4 * n_layer * seq_len * n_embd
+    return 3 * forward if training else forward
+
+
 def flops_per_token(cfg, seq_len: int | None = None, training: bool = True) -> float:
     """FLOPs to process one token at context `seq_len` (default: block_size)."""
     T = seq_len or cfg.block_size
-    forward = 2 * matmul_weights(cfg) + 4 * cfg.n_layer * T * cfg.n_embd
+    forward = 2 * matmul_weights(cfg) + attention_flops_per_token(cfg.n_layer, cfg.n_embd, T,
+                                                                  training=False)
     return 3 * forward if training else forward
+
+
+def training_flops(params: float, tokens: float, n_layer: int | None = None,
+                   n_embd: int | None = None, seq_len: int | None = None) -> dict[str, float]:
+    """FLOPs to train `params` weights on `tokens` tokens: {"flops_6nd": 6 N D,
+    "flops_attention": 12 L T C D (0 when the shape L, C, T is not known), "flops": the sum}.
+
+    N should count the weights in matrix multiplies (`matmul_weights`); published figures use
+    the total parameter count, which differs from it by the input embedding."""
+    dense = 6.0 * params * tokens
+    attention = 0.0
+    if n_layer and n_embd and seq_len:
+        attention = attention_flops_per_token(n_layer, n_embd, seq_len) * tokens
+    return {"flops_6nd": dense, "flops_attention": attention, "flops": dense + attention}
+
+
+def flops_formula(params: float, tokens: float, n_layer: int | None = None,
+                  n_embd: int | None = None, seq_len: int | None = None) -> list[str]:
+    """`training_flops` as lines of text, the formula first and then the numbers in it (what
+    `goldmine cost train --explain` prints)."""
+    f = training_flops(params, tokens, n_layer, n_embd, seq_len)
+    if not f["flops_attention"]:
+        return ["training FLOPs C = 6·N·D  (a matmul weight costs 2 FLOPs per token forward and "
+                "4 backward; no model shape given, so no attention term)",
+                f"  = 6 × {params:.4g} × {tokens:.4g} = {f['flops']:.4g}"]
+    return ["training FLOPs C = 6·N·D + 12·L·T·C·D  (PaLM, appendix B: 6 FLOPs per matmul "
+            "weight per token, plus attention scores and weighted sum over context T)",
+            f"  = 6 × {params:.4g} × {tokens:.4g} + 12 × {n_layer} × {seq_len} × {n_embd} × "
+            f"{tokens:.4g}",
+            f"  = {f['flops_6nd']:.4g} + {f['flops_attention']:.4g} = {f['flops']:.4g}"]
 
 
 @cache
@@ -70,15 +107,19 @@ def measure_matmul_flops(n: int = 2048, seconds: float = 0.3, dtype: torch.dtype
 
 
 def peak_flops(device: torch.device | str, dtype: str = "fp32") -> float | None:
-    """Peak dense FLOP/s of `device` for `dtype` ('fp32' or 'bf16'); None if unknown."""
+    """Peak dense FLOP/s of `device` for `dtype` ('fp32' or 'bf16'); None if unknown.
+
+    CPUs are measured now; CUDA devices are looked up by name in the hardware catalog
+    (goldmine/cost/hardware.yaml), the same figures `goldmine cost` uses."""
+    from goldmine.cost.hardware import match_device
+
     device = torch.device(device)
     if device.type == "cpu":
         return measure_matmul_flops(dtype=torch.float32 if dtype == "fp32" else torch.bfloat16)
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, peaks in GPU_PEAK_FLOPS.items():
-            if key in name:
-                return peaks.get(dtype)
+        hw = match_device(torch.cuda.get_device_name(device))
+        if hw is not None and dtype in hw.peak_tflops:
+            return hw.peak_tflops[dtype] * 1e12
     return None
 
 

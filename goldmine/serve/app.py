@@ -8,6 +8,8 @@
     POST /v1/embeddings
     POST /v1/classify           goldmine's extension: label and probabilities
     POST /v1/feedback           a rating (and correction) of a chat answer, by its response id
+    GET  /v1/cost/plan/example  the example business plan (`goldmine cost plan`'s), as JSON
+    POST /v1/cost/plan          run a business plan: monthly P&L, sensitivity and a verdict
 
 Every error is OpenAI's error object with a 4xx status: malformed JSON, wrong types, unknown
 model or parameter, empty messages, a prompt longer than the context, max_tokens out of range
@@ -27,7 +29,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import (
@@ -245,7 +247,8 @@ class MetricsMiddleware:
 
 
 KNOWN_PATHS = {"/", "/health", "/metrics", "/v1/models", "/v1/chat/completions",
-               "/v1/completions", "/v1/embeddings", "/v1/classify", "/v1/feedback"}
+               "/v1/completions", "/v1/embeddings", "/v1/classify", "/v1/feedback",
+               "/v1/cost/plan", "/v1/cost/plan/example"}
 
 
 # -- tokens from the engine thread to the event loop --------------------------------------------
@@ -686,7 +689,45 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
             raise APIError(400, str(e)) from None
         return {"object": "feedback", **row}
 
+    # -- the business plan (the playground's plan page; `goldmine cost plan` in the CLI) ---------
+    @app.get("/v1/cost/plan/example")
+    async def plan_example(key: dict | None = key_dep):
+        return _example_plan()
+
+    @app.post("/v1/cost/plan")
+    async def cost_plan(body: Annotated[dict[str, Any], Body(
+            description="a business plan (the fields of `goldmine cost plan`'s YAML), optionally "
+                        "with serving_cost_per_1m_tokens and training_cost beside it",
+            examples=[_example_plan()])], key: dict | None = key_dep):
+        # quick (milliseconds), but pure Python: a thread keeps the event loop serving
+        return await asyncio.to_thread(_run_plan, body)
+
     return app
+
+
+def _example_plan() -> dict:
+    import yaml
+
+    from goldmine.cost.plan import EXAMPLE_PLAN
+
+    return yaml.safe_load(EXAMPLE_PLAN.read_text(encoding="utf-8"))
+
+
+def _run_plan(body: dict) -> dict:
+    """The same calculation as `goldmine cost plan`; a bad plan is a 400 naming the field."""
+    from goldmine.cost.plan import plan_from_request
+
+    try:
+        if _has_surrogate(body):  # the plan's name comes back in the JSON answer
+            raise APIError(400, "text must be valid Unicode (it has a lone surrogate)")
+        return plan_from_request(body)
+    except GoldmineError as e:  # PlanError: e.field is where in the plan ("pricing.per_seat")
+        raise APIError(400, str(e), param=getattr(e, "field", None) or None) from None
+    except OverflowError:  # an integer past a float's range (math.isfinite cannot take it)
+        raise APIError(400, "request: a number is too large (the largest is about 1.8e308)"
+                       ) from None
+    except RecursionError:  # a value nested thousands deep, quoted in an error message
+        raise APIError(400, "request: a value is nested too deeply") from None
 
 
 def _messages(messages: list[Message]) -> list[dict[str, str]]:

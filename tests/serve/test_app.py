@@ -684,3 +684,113 @@ def test_the_key_is_checked_before_the_body(live_server):
         r = httpx.post(live_server.url + "/v1/chat/completions", headers=headers,
                        json={"model": "chat", "messages": "not a list", "n": 7})
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+
+
+# -- the business plan (the playground's plan page) ---------------------------------------------
+# The plan needs no model: the app over none, with keys required, in-process (no server to start).
+@pytest.fixture(scope="module")
+def plan_app(tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from goldmine.serve.app import create_app
+    from goldmine.serve.store import ServeStore
+
+    store = ServeStore(tmp_path_factory.mktemp("plan-db") / "serve.db")
+    key, _ = store.create_key("plan-tests")
+    with TestClient(create_app({}, store, auth=True)) as c:
+        c.headers["Authorization"] = f"Bearer {key}"
+        yield c
+
+
+def _same_as_cli(api: dict, cli: dict) -> None:
+    """The page and `goldmine cost plan` share one calculation: every number is the same (after
+    JSON); only where the plan came from differs."""
+    cli = json.loads(json.dumps(cli))
+    for key in ("inputs", "overrides", "months", "summary", "break_even_month", "payback_month",
+                "sensitivity", "tornado", "verdict", "reasons"):
+        assert api[key] == cli[key], key
+    assert api["source"] == "request" and api["charts"] == [] and api["report"] is None
+
+
+def test_plan_example_runs_as_the_cli_does(plan_app):
+    import yaml
+
+    from goldmine.cost.plan import EXAMPLE_PLAN, run_plan
+
+    r = plan_app.get("/v1/cost/plan/example")
+    assert r.status_code == 200, r.text
+    example = r.json()
+    assert example == yaml.safe_load(EXAMPLE_PLAN.read_text())
+    r = plan_app.post("/v1/cost/plan", json=example)
+    assert r.status_code == 200, r.text
+    cli = run_plan(EXAMPLE_PLAN, charts=False)
+    assert r.json()["verdict"] == cli["verdict"]
+    _same_as_cli(r.json(), cli)
+
+
+def test_plan_with_measured_costs_equals_run_plan(plan_app):
+    from goldmine.cost.plan import run_plan
+
+    plan = plan_app.get("/v1/cost/plan/example").json()
+    plan["pricing"] = {"per_seat": 5, "per_1m_tokens": 2.0}
+    plan["horizon_months"] = 12
+    r = plan_app.post("/v1/cost/plan", json={**plan, "serving_cost_per_1m_tokens": 0.5,
+                                             "training_cost": 25000})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["months"]) == 12
+    assert body["overrides"] == {"serving_cost_per_1m_tokens": 0.5, "training_cost": 25000}
+    _same_as_cli(body, run_plan(plan, serving_cost_per_1m_tokens=0.5, training_cost=25000,
+                                charts=False))
+
+
+@pytest.mark.parametrize("change,param", [
+    ({"pricing": {"per_seat": -5}}, "pricing.per_seat"),
+    ({"pricing": {"per_seat": 0}}, "pricing"),
+    ({"users": {"start": 50, "growht": 0.1}}, "users.growht"),
+    ({"horizon_months": 1000}, "horizon_months"),
+    ({"horizon_months": 2.5}, "horizon_months"),
+    ({"starting_cash": "lots"}, "starting_cash"),
+    ({"starting_cash": True}, "starting_cash"),
+    ({"usage": {"input_tokens": 1, "output_tokens": 1}}, "usage.requests_per_user"),
+    ({"fixed": {"team": -1}}, "fixed.team"),
+    ({"fixed": [1, 2]}, "fixed"),
+    ({"serving": {"per_1m_tokens": 0.1, "per_1m_input_tokens": 0.1}},
+     "serving.per_1m_input_tokens"),
+    ({"training_cost": -1}, "training_cost"),
+    ({"users": {"start": 1e300, "growth": 10}, "horizon_months": 120}, "users"),
+    ({"colour": "gold"}, "colour"),
+])
+def test_plan_bad_field_names_it(plan_app, change, param):
+    plan = {**plan_app.get("/v1/cost/plan/example").json(), **change}
+    err = error_of(plan_app.post("/v1/cost/plan", json=plan), 400, type_="invalid_request_error",
+                   param=param)
+    assert param in err["message"], err
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"{", b"not json", b"null", b"[1, 2]", b'"plan"', b"\xff\xfe", b"{}",
+    b'{"starting_cash": NaN}', b'{"starting_cash": -Infinity}',
+    b'{"starting_cash": 1' + b"0" * 400 + b"}",  # an int no float can hold
+    b'{"pricing": {"per_seat": ' + b"[" * 900 + b"]" * 900 + b"}}",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"name": "a\\ud800b"}',
+])
+def test_plan_malformed_body(plan_app, raw):
+    r = plan_app.post("/v1/cost/plan", content=raw, headers={"Content-Type": "application/json"})
+    error_of(r, 400, type_="invalid_request_error")
+
+
+def test_plan_needs_a_key(plan_app, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from goldmine.serve.app import create_app
+
+    plan = plan_app.get("/v1/cost/plan/example").json()
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer gm-wrong"}):
+        for r in (plan_app.get("/v1/cost/plan/example", headers=headers),
+                  plan_app.post("/v1/cost/plan", json=plan, headers=headers),
+                  plan_app.post("/v1/cost/plan", content=b"{", headers=headers)):
+            error_of(r, 401, code="invalid_api_key", type_="authentication_error")
+    with TestClient(create_app({}, auth=False)) as open_app:  # `goldmine serve --no-auth`
+        assert open_app.post("/v1/cost/plan", json=plan).status_code == 200

@@ -265,3 +265,75 @@ def test_wrong_key_shows_server_error(page, live_server):
     # the right key clears it
     page.fill("#api-key", live_server.key)
     page.wait_for_selector("#error", state="hidden")
+
+
+def test_business_plan_page(page, live_server):
+    """The plan tab: prefilled from the example, recalculated on change with the numbers of
+    `goldmine cost plan` (run_plan on the very body the page sent), errors naming the field."""
+    from goldmine.cost.plan import EXAMPLE_PLAN, money, run_plan
+
+    def field(name: str) -> str:
+        return f"#plan-form input[data-field='{name}']"
+
+    def calculated(action) -> dict:
+        """Do `action`; return run_plan of the plan the page then sent, once the page shows it."""
+        with page.expect_response(lambda r: r.url.endswith("/v1/cost/plan")) as resp_info:
+            action()
+        resp = resp_info.value
+        assert resp.status == 200, resp.text()
+        expected = run_plan(resp.request.post_data_json, charts=False)
+        page.wait_for_function("([v, n]) => document.querySelector('#plan-verdict').dataset"
+                               ".verdict === v && document.querySelectorAll('#plan-pnl tr')"
+                               ".length === n",
+                               arg=[expected["verdict"], len(expected["months"])])
+        return expected
+
+    _open(page, live_server)
+    assert not page.locator("#plan-main").is_visible()
+    expected = calculated(lambda: page.click("[data-testid=plan-tab]"))
+    assert page.locator("#plan-main").is_visible() and not page.locator("#main").is_visible()
+    assert page.url.endswith("#plan")
+
+    # prefilled from the example plan, percentages as percentages
+    for name, value in (("users.start", "50"), ("users.growth", "15"), ("users.churn", "2"),
+                        ("pricing.per_seat", "30"), ("pricing.per_1m_tokens", ""),
+                        ("serving.per_1m_output_tokens", "0.28"), ("fixed", "42300"),
+                        ("training.retrain_every_months", "3"), ("horizon_months", "36")):
+        assert page.input_value(field(name)) == value, name
+    cli = run_plan(EXAMPLE_PLAN, charts=False)
+    assert expected["verdict"] == cli["verdict"]
+    assert expected["summary"]["final_cash"] == pytest.approx(cli["summary"]["final_cash"])
+    stats = page.inner_text("#plan-stats")
+    assert money(expected["summary"]["final_cash"]) in stats
+    assert f"{expected['summary']['gross_margin']:.0%}" in stats
+    assert page.locator("#plan-reasons li").count() == len(expected["reasons"])
+    assert page.locator("#plan-sensitivity tr").count() == len(expected["sensitivity"])
+    # the chart: revenue and costs, one point a month
+    points = page.get_attribute("#plan-chart-pnl polyline.revenue", "points")
+    assert len(points.split()) == 36
+    assert page.locator("#plan-chart-cash polyline").count() == 1
+
+    # a price far below the serving cost: every user loses money (recalculated on input)
+    expected = calculated(lambda: page.fill(field("pricing.per_seat"), "0.01"))
+    assert expected["inputs"]["pricing"]["per_seat"] == 0.01
+    assert expected["verdict"] == "bubble"
+    assert "bubble" in page.get_attribute("#plan-verdict", "class")
+
+    # the P&L has a row per month of the horizon (the Calculate button)
+    page.fill(field("horizon_months"), "12")
+    expected = calculated(lambda: page.click("[data-testid=plan-calculate]"))
+    assert len(expected["months"]) == 12
+    last = page.locator("#plan-pnl tr").last.locator("td")
+    assert last.first.inner_text() == "12"
+    assert last.last.inner_text() == money(expected["months"][-1]["cash"])
+
+    # a bad value: the server's error names the field, and the page marks it
+    with page.expect_response(lambda r: r.url.endswith("/v1/cost/plan")) as resp_info:
+        page.fill(field("users.churn"), "150")
+    assert resp_info.value.status == 400
+    page.wait_for_selector("#error", state="visible")
+    assert "users.churn" in page.inner_text("#error")
+    assert "invalid" in page.get_attribute(field("users.churn"), "class")
+    calculated(lambda: page.fill(field("users.churn"), "2"))
+    page.wait_for_selector("#error", state="hidden")
+    assert page.locator("#plan-form input.invalid").count() == 0

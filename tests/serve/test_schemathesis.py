@@ -57,7 +57,8 @@ def test_schema_is_the_servers(fuzz_server):
     assert ops == {("GET", "/health"), ("GET", "/v1/models"),
                    ("POST", "/v1/chat/completions"), ("POST", "/v1/completions"),
                    ("POST", "/v1/embeddings"), ("POST", "/v1/classify"),
-                   ("POST", "/v1/feedback")}
+                   ("POST", "/v1/feedback"), ("GET", "/v1/cost/plan/example"),
+                   ("POST", "/v1/cost/plan")}
 
 
 def _with_served_names(case, fuzz_server) -> None:
