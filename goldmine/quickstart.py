@@ -181,8 +181,8 @@ def _cost(cfg: QuickstartConfig, trained: dict, tokens_per_s: list[float], work:
     console.print(f"example plan ({EXAMPLE_PLAN.name}) with these costs: gross margin "
                   f"{s['gross_margin']:.0%}, break-even "
                   f"{f'month {be}' if be else 'not within the horizon'}, cash at month "
-                  f"{s['horizon_months']} ${s['final_cash']:,.0f} -> "
-                  f"[bold {color}]{res['verdict']}[/bold {color}]")
+                  f"{s['horizon_months']} ${s['final_cash']:,.0f}", soft_wrap=True)
+    console.print(f"verdict: [bold {color}]{res['verdict']}[/bold {color}]")
     for reason in res["reasons"]:
         console.print(f"  - {reason}", soft_wrap=True)
     console.print(f"charts and report: {work / 'plan'}")
