@@ -12,6 +12,7 @@ and/or keyword overrides and returns the same dict the command prints with --jso
     goldmine.finetune_sft(cfg, **overrides)     goldmine finetune sft
     goldmine.evaluate(cfg, **overrides)         goldmine evaluate (classifier, GPT, chat, --folds)
     goldmine.predict(cfg, **overrides)          goldmine predict
+    goldmine.compare(cfg, **overrides)          goldmine compare (is the bigger classifier worth it?)
     goldmine.generate_text(cfg, **overrides)    goldmine generate
     goldmine.quickstart(cfg, **overrides)       goldmine quickstart
     goldmine.load(ref) -> (model, tokenizer, checkpoint dir)
@@ -42,6 +43,7 @@ _API = {
     "evaluate_lm": ("goldmine.eval.lm", "evaluate_lm"),
     "cross_validate": ("goldmine.eval.crossval", "cross_validate"),
     "predict": ("goldmine.predict", "predict"),
+    "compare": ("goldmine.eval.compare", "compare"),
     "Classifier": ("goldmine.classifier", "Classifier"),
     "generate_text": ("goldmine.generate", "generate_text"),
     "generate": ("goldmine.generate", "generate"),
@@ -50,6 +52,8 @@ _API = {
     "load": ("goldmine.checkpoint", "load_model"),
     "GPT": ("goldmine.model", "GPT"),
     "GPTConfig": ("goldmine.model", "GPTConfig"),
+    "LSTM": ("goldmine.lstm", "LSTM"),
+    "LSTMConfig": ("goldmine.lstm", "LSTMConfig"),
     "Registry": ("goldmine.registry", "Registry"),
     "cost_train": ("goldmine.cost.command", "cost_train"),
     "cost_optimal": ("goldmine.cost.command", "cost_optimal"),

@@ -1,7 +1,8 @@
 """Checkpoints: safetensors + JSON + tokenizer.json, written atomically, never unpickled.
 
     checkpoints/step-000500/
-      config.json           {"format": "goldmine-gpt/1", "model": {...GPTConfig...},
+      config.json           {"format": "goldmine-gpt/1", "arch": "gpt" or "lstm" (none: gpt),
+                             "model": {...GPTConfig or LSTMConfig...},
                              "data": {how text was framed}, "chat": {template; chat models}}
       tokenizer_config.json chat models: the chat template in transformers' form
       model.safetensors     weights (a tied output head is stored once, as embed.weight)
@@ -64,7 +65,8 @@ def save_checkpoint(path: str | Path, model, tokenizer_path: str | Path, trainer
     was tuned with; also written as tokenizer_config.json for transformers."""
     path = Path(path)
     with atomic_dir(path) as tmp:
-        meta = {"format": FORMAT, "model": model.config.to_dict(), "data": data or {}}
+        meta = {"format": FORMAT, "arch": getattr(model.config, "arch", "gpt"),
+                "model": model.config.to_dict(), "data": data or {}}
         if chat:
             from goldmine.chat import tokenizer_config
 
@@ -193,9 +195,11 @@ def list_steps(ckdir: Path) -> list[Path]:
 
 def load_model(ref: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """(GPT, Tokenizer, checkpoint dir) from a run id, run directory or checkpoint directory, or
-    a local Hugging Face Llama-family directory. `tokenizer.chat` is the chat template the model
-    was tuned with (`finetune sft`), or None."""
+    a local Hugging Face Llama-family directory; an LSTM instead of the GPT when config.json
+    says "arch": "lstm". `tokenizer.chat` is the chat template the model was tuned with
+    (`finetune sft`), or None."""
     from goldmine.export.llama import is_hf_model_dir, load_hf_causal_lm
+    from goldmine.lstm import LSTM, LSTMConfig
     from goldmine.model import GPT, GPTConfig
     from goldmine.progress import info
     from goldmine.tokenizer import Tokenizer
@@ -216,12 +220,16 @@ def load_model(ref: str | Path, which: str = "best", device: str | torch.device 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise GoldmineError(f"{path / 'config.json'}: not a goldmine checkpoint "
                             f"(expected format {FORMAT!r})")
+    arch = meta.get("arch", "gpt")  # checkpoints from before the LSTM have none: GPTs
+    if arch not in ("gpt", "lstm"):
+        raise GoldmineError(f"{path / 'config.json'}: unknown arch {arch!r} (expected gpt or lstm)")
+    config_cls, model_cls = (LSTMConfig, LSTM) if arch == "lstm" else (GPTConfig, GPT)
     try:
-        cfg = GPTConfig.from_dict(meta["model"])
+        cfg = config_cls.from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as e:
         raise GoldmineError(f"{path / 'config.json'}: bad model config ({e})") from None
     with torch.device("meta"):
-        model = GPT(cfg)
+        model = model_cls(cfg)
     if meta.get("quantization"):  # `goldmine quantize`: int8 modules, loaded by their module
         from goldmine.quantize import load_quantized_gpt
 
@@ -244,6 +252,28 @@ def refuse_quantized(model, ref, doing: str) -> None:
     if getattr(model, "quantization", None):
         raise GoldmineError(f"{ref}: an int8 model (`goldmine quantize`) cannot be {doing}; use "
                             "the fp32 run it was quantized from")
+
+
+def model_arch(model_or_ckpt) -> str:
+    """'lstm' for an LSTM: a loaded model, or a checkpoint directory whose config.json says
+    "arch": "lstm"; 'gpt' for anything else (a GPT, a Hugging Face directory, no checkpoint)."""
+    if isinstance(model_or_ckpt, (str, Path)):
+        try:
+            meta = read_json(Path(model_or_ckpt) / "config.json", "config.json")
+        except GoldmineError:
+            return "gpt"
+        ours = isinstance(meta, dict) and meta.get("format") == FORMAT
+        return meta.get("arch", "gpt") if ours else "gpt"
+    return getattr(model_or_ckpt.config, "arch", "gpt")
+
+
+def refuse_lstm(model_or_ckpt, ref, doing: str, instead: str = "") -> None:
+    """A clear error when `model_or_ckpt` is an LSTM (`pretrain --arch lstm`), which trains,
+    evaluates and generates like a GPT but has no Llama weights to convert, no KV cache for the
+    serving engine and no int8 path."""
+    if model_arch(model_or_ckpt) == "lstm":
+        raise GoldmineError(f"{ref}: an LSTM language model (`pretrain --arch lstm`) cannot be "
+                            f"{doing}{instead}")
 
 
 def load_weights(model, path: Path) -> None:

@@ -12,7 +12,10 @@ What `load` accepts:
 - a Hugging Face sequence-classification directory (`config.json` inside). `goldmine.json`
   beside it (written by fine-tuning) gives the labels and max_length; without it the labels
   come from `config.id2label` and max_length is 512, capped by the model's
-  `max_position_embeddings`.
+  `max_position_embeddings`;
+- a logreg model directory (`--arch logreg`: `goldmine.json` with arch logreg and
+  `model.safetensors`, no config.json): `load` returns a `goldmine.baselines.logreg.
+  LogRegClassifier`, which offers the same `labels`, `predict` and `predict_proba`.
 
 Inference is in eval mode without gradients; texts are sorted by length inside each call and
 padded per batch (dynamic padding), and truncated at `max_length` tokens. The number of texts
@@ -54,17 +57,25 @@ def _run_command(run_dir: Path) -> str | None:
         return None
 
 
+def _is_model_dir(path: Path) -> bool:
+    """A Hugging Face classifier directory, or a logreg model directory."""
+    from goldmine.baselines.logreg import is_logreg_dir
+
+    return (path / "config.json").is_file() or is_logreg_dir(path)
+
+
 def resolve_model_dir(ref: str | Path) -> Path:
-    """A classifier reference (run id, run directory or HF directory) -> the HF model directory."""
+    """A classifier reference (run id, run directory or model directory) -> the model directory
+    (a Hugging Face one, or a logreg one)."""
     ref_s = str(ref)
     p = Path(ref_s).expanduser()
     if p.exists():
         if not p.is_dir():
             raise GoldmineError(f"{p}: is a file; give a classifier run id, run directory or "
                                 "Hugging Face model directory")
-        if (p / "config.json").is_file():
+        if _is_model_dir(p):
             return p
-        if (p / "model" / "config.json").is_file():
+        if _is_model_dir(p / "model"):
             return p / "model"
         command = _run_command(p)
         if command is not None:
@@ -88,7 +99,7 @@ def resolve_model_dir(ref: str | Path) -> Path:
         raise
     run_dir = Path(row["run_dir"])
     model_dir = run_dir / "model"
-    if not (model_dir / "config.json").is_file():
+    if not _is_model_dir(model_dir):
         raise GoldmineError(f"run {row['id']} (`goldmine {row['command']}`) has no classifier "
                             f"({model_dir}/config.json not found); give a `goldmine finetune "
                             "classify` run")
@@ -119,12 +130,17 @@ class Classifier:
         """Load from a run id, run directory or HF classifier directory (see module docstring).
 
         `max_length` overrides the trained length (it may not exceed the model's positions).
+        A logreg model comes back as a LogRegClassifier (on the CPU; it takes no max_length).
         """
         from goldmine.registry import run_id_for_path
 
         path = resolve_model_dir(ref)
-        config = _read_json(path / "config.json")
         meta = _read_json(path / META_FILE) if (path / META_FILE).is_file() else {}
+        if meta.get("arch") == "logreg":  # n-grams + a linear layer: no transformers involved
+            from goldmine.baselines.logreg import LogRegClassifier
+
+            return LogRegClassifier.load(path, max_length=max_length)
+        config = _read_json(path / "config.json")
         task = meta.get("task")
         if task is not None and task != "classify":
             raise GoldmineError(f"{path}: a {task!r} model, not a classifier "

@@ -16,6 +16,7 @@ from typing import Any
 
 from goldmine.config import (
     ChatConfig,
+    CompareConfig,
     Config,
     CostMemoryConfig,
     CostOptimalConfig,
@@ -62,6 +63,7 @@ EXAMPLES = {
     "finetune classify": "examples:\n"
                          "  goldmine finetune classify --data reviews            # the embedded MiniLM\n"
                          "  goldmine finetune classify --data reviews --preset lora --class-weights auto\n"
+                         "  goldmine finetune classify --data reviews --arch logreg   # the linear baseline\n"
                          "  goldmine finetune classify --data tickets.csv --text-column body "
                          "--label-column intent --model path/to/hf-encoder",
     "finetune sft": "examples:\n"
@@ -98,6 +100,11 @@ EXAMPLES = {
                 "  goldmine quantize PRETRAIN_RUN --method int8-weight-only --data corpus.txt\n"
                 "  goldmine evaluate --model QUANTIZE_RUN --data reviews   # loads like any run",
     "predict": "example:\n  goldmine predict --model RUN_ID new_reviews.csv --out labelled.csv",
+    "compare": "examples:\n"
+               "  goldmine compare LOGREG_RUN MINILM_RUN --data reviews     # first run: baseline\n"
+               "  goldmine compare MINILM_RUN QUANTIZE_RUN --data held-out.csv --label-column stars\n"
+               "  goldmine compare EVAL_RUN_A EVAL_RUN_B EVAL_RUN_C --baseline EVAL_RUN_B\n"
+               "  goldmine compare A B --data reviews --price-per-hour 0.05 --utilization 0.3",
     "generate": "examples:\n  goldmine generate --model RUN_ID --prompt 'The wool scarf'\n"
                 "  goldmine generate --model SFT_RUN --prompt 'Where is my order?'   # chat\n"
                 "  goldmine generate --model runs/pretrain-.../checkpoints/best --preset greedy",
@@ -553,6 +560,38 @@ def cmd_quantize(args):
             table.add_row(*[_fmt(row[c]) for c in columns])
         _console().print(table)
         _console().print(f"quantized model: {r['model_dir']}")
+
+    emit(res, args.json, render)
+
+
+def cmd_compare(args):
+    from rich.table import Table
+
+    from goldmine.eval.compare import compare, fmt_usd
+
+    res = compare(config_from_args(args, CompareConfig))
+
+    def pct(x, ci):
+        return f"{100 * x:.1f} ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
+
+    def render(r):
+        t = Table()
+        for col in ("model", "parameters", "size MB", "accuracy % (95% CI)",
+                    "macro F1 % (95% CI)", "ms/example", "examples/s", "$ per 1M"):
+            t.add_column(col, justify="left" if col == "model" else "right")
+        for m in r["models"]:
+            name = m["name"] + (" [dim](baseline)[/]" if m["name"] == r["baseline"] else "")
+            t.add_row(name, _fmt(m["parameters"]) if m["parameters"] is not None else "—",
+                      f"{m['size_mb']:.1f}", pct(m["accuracy"], m["accuracy_ci"]),
+                      pct(m["f1_macro"], m["f1_macro_ci"]), f"{m['latency_ms']:.2f}",
+                      f"{m['examples_per_s']:,.1f}", fmt_usd(m["usd_per_1m"]))
+        c = _console()
+        d = r["data"]
+        c.print(_titled(f"is it worth it? (run {r['run_id']}; {d['n']:,} rows of {d['path']})",
+                        t))
+        for s in r["sentences"]:
+            c.print(f"\n{s}")
+        c.print(f"\nreport: {r['report']}")
 
     emit(res, args.json, render)
 
@@ -1045,6 +1084,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--merge-lora folds adapters in")
     command(sub, "quantize", QuantizeConfig, cmd_quantize,
             "int8 for CPU inference, with size, latency and metric before and after")
+    command(sub, "compare", CompareConfig, cmd_compare,
+            "is the bigger classifier worth it? accuracy with confidence intervals, a paired "
+            "significance test, latency, throughput and cost per million predictions")
     command(sub, "serve", ServeConfig, cmd_serve,
             "OpenAI-compatible HTTP API + web playground: continuous batching, API keys, "
             "quotas, usage, metrics, feedback")

@@ -436,7 +436,8 @@ class TokenizeConfig(Config):
 
 @dataclass
 class PretrainConfig(Config):
-    """goldmine pretrain: train a Llama-style GPT from scratch on token shards or text."""
+    """goldmine pretrain: train a Llama-style GPT (or an LSTM baseline) from scratch on token
+    shards or text."""
 
     # data
     data: str | None = opt(None, "token shards directory (from `goldmine data tokenize`), or a "
@@ -445,6 +446,10 @@ class PretrainConfig(Config):
                                 "directory or a run id); shards carry their own")
     out: str | None = opt(None, "run directory (default: a new one under GOLDMINE_HOME)")
     # model
+    arch: str = opt("gpt", "gpt (the Llama-style transformer) or lstm (a recurrent baseline, "
+                    "trained the same way); for an LSTM, --model and its overrides describe the "
+                    "GPT whose parameter count it matches, and --n-embd, --block-size, "
+                    "--dropout and --tie-embeddings apply to it too", choices=["gpt", "lstm"])
     model: str = opt("tiny", "model preset: " + ", ".join(MODEL_PRESETS), choices=list(MODEL_PRESETS))
     n_layer: int | None = opt(None, "transformer blocks (default: from --model)")
     n_head: int | None = opt(None, "attention heads (default: from --model)")
@@ -457,6 +462,10 @@ class PretrainConfig(Config):
     rope_theta: float | None = opt(None, "rotary embedding base (default: from --model, else 10000)")
     tie_embeddings: bool | None = opt(None, "share input embedding and output head weights (default: from --model)")
     dropout: float = opt(0.0, "dropout on attention and residual paths (0 for pretraining)")
+    lstm_layers: int | None = opt(None, "with --arch lstm: stacked LSTM layers (default 2)")
+    lstm_hidden: int | None = opt(None, "with --arch lstm: LSTM hidden width (default: the width "
+                                  "that gives the LSTM as many parameters as the GPT of the "
+                                  "other model options)")
     # optimisation
     batch_size: int = opt(16, "sequences per micro-batch per process")
     grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
@@ -501,12 +510,19 @@ class PretrainConfig(Config):
                       "max_steps": 19000, "learning_rate": 6e-4, "min_lr": 6e-5,
                       "warmup_steps": 700, "eval_every": 500, "ckpt_every": 1000},
     }
+    # the same budget for the LSTM, at the learning rate that suits it (val loss 1.69 at 1e-2,
+    # 1.74 at 5e-3; the GPT's 2e-3 leaves it far behind early on)
+    presets["shakespeare-char-lstm"] = {**presets["shakespeare-char"], "arch": "lstm",
+                                        "learning_rate": 1e-2}
     preset_help: ClassVar = {
         "tiny": "4 layers, 128 wide: a minute on a laptop CPU (default)",
         "test": "2 layers, 32 wide, 20 steps: for tests",
         "shakespeare-char": "nanoGPT's CPU budget: 4L/4H/128d, context 64, batch 12, 2000 steps",
         "small": "6 layers, 384 wide, context 256",
         "gpt2-124m": "GPT-2 small scale, 0.5M tokens per step: for GPUs",
+        "shakespeare-char-lstm": "shakespeare-char's budget for a 2-layer LSTM (hidden 241) with "
+                                 "the parameter count of its 4L/4H/128d GPT (0.87M at 65 "
+                                 "characters), learning rate 1e-2",
     }
 
     def validate(self):
@@ -522,6 +538,17 @@ class PretrainConfig(Config):
             raise GoldmineError(f"dropout: must be in [0, 1), got {self.dropout}")
         if self.max_time is not None:
             parse_duration(self.max_time)
+        lstm_options = ("lstm_layers", "lstm_hidden")
+        if self.arch == "lstm":
+            if self.rope_theta is not None:
+                raise GoldmineError("rope_theta: an LSTM has no rotary embeddings (--arch lstm)")
+            for name in lstm_options:
+                if getattr(self, name) is not None and getattr(self, name) < 1:
+                    raise GoldmineError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        else:
+            for name in lstm_options:
+                if getattr(self, name) is not None:
+                    raise GoldmineError(f"{name}: only with --arch lstm")
 
 
 @dataclass
@@ -576,8 +603,13 @@ class GenerateConfig(Config):
 class FinetuneClassifyConfig(Config):
     """goldmine finetune classify: fine-tune a BERT-family encoder or a goldmine GPT (or LoRA
     adapters on either) for text classification; the result loads with transformers'
-    AutoModelForSequenceClassification."""
+    AutoModelForSequenceClassification. Or, with --arch logreg, train the linear baseline
+    (goldmine/baselines/logreg.py)."""
 
+    arch: str = opt("transformer", "what to train: transformer (fine-tune --model) or logreg (a "
+                    "logistic regression on hashed word and character n-grams, from scratch, "
+                    "in seconds on a CPU: the baseline to beat)",
+                    choices=["transformer", "logreg"])
     data: str | None = opt(None, "a prepared classify dataset (`goldmine data prepare --kind "
                            "classify`) or a .csv/.tsv/.jsonl file with text and label columns")
     model: str = opt("minilm", "backbone: minilm (the embedded all-MiniLM-L6-v2), a local "
@@ -592,16 +624,17 @@ class FinetuneClassifyConfig(Config):
                            "(`goldmine data prepare --folds K`) is this one, train on the others")
     max_length: int = opt(128, "truncate longer texts to this many tokens (counted and reported)")
     # optimisation
-    epochs: float = opt(3.0, "passes over the training set (fractions allowed)")
+    epochs: float = opt(3.0, "passes over the training set (fractions allowed; logreg: 10)")
     max_steps: int | None = opt(None, "stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = opt(32, "examples per optimizer step")
-    learning_rate: float = opt(5e-5, "peak learning rate (LoRA: use ~1e-3)")
+    batch_size: int = opt(32, "examples per optimizer step (logreg: 64)")
+    learning_rate: float = opt(5e-5, "peak learning rate (LoRA: use ~1e-3; logreg: 4)")
     head_lr_scale: float = opt(20.0, "full fine-tuning: the new head (classifier and pooler) "
                                "learns at this multiple of --learning-rate (it starts from "
                                "random weights; 1: one rate for all)")
     weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and LayerNorm)")
-    warmup_ratio: float = opt(0.06, "share of the steps with a linear warmup")
-    schedule: str = opt("linear", "decay after warmup", choices=["linear", "cosine", "constant"])
+    warmup_ratio: float = opt(0.06, "share of the steps with a linear warmup (logreg: 0)")
+    schedule: str = opt("linear", "decay after warmup (logreg: cosine)",
+                        choices=["linear", "cosine", "constant"])
     grad_clip: float = opt(1.0, "clip the global gradient norm (0: off)")
     class_weights: str = opt("none", "none, or auto: weight the loss by inverse label frequency "
                              "(for skewed labels)", choices=["none", "auto"])
@@ -611,25 +644,75 @@ class FinetuneClassifyConfig(Config):
     lora_r: int = opt(8, "LoRA rank")
     lora_alpha: int = opt(16, "LoRA scaling alpha")
     lora_dropout: float = opt(0.1, "LoRA dropout")
+    # logreg (--arch logreg)
+    word_ngrams: str = opt("1-2", "logreg: word n-gram lengths, MIN-MAX (0: none)",
+                           metavar="MIN-MAX")
+    char_ngrams: str = opt("2-4", "logreg: character n-gram lengths, MIN-MAX (0: none); they "
+                           "make Chinese work without a word segmenter", metavar="MIN-MAX")
+    char_scope: str = opt("words", "logreg: character n-grams of each word (words) or of the "
+                          "whole lowercased text (text)", choices=["words", "text"])
+    hash_buckets: int = opt(2**18, "logreg: n-grams are hashed into this many feature columns")
+    tfidf: bool = opt(True, "logreg: weight n-grams by inverse document frequency (fit on "
+                      "train); off: sublinear term frequency only")
+    l2: float = opt(1e-5, "logreg: L2 penalty, (l2 / 2) * ||W||^2 added to the mean log-loss "
+                    "(not on the bias); scikit-learn's C = 1 / (n * l2)")
+    momentum: float = opt(0.9, "logreg: SGD momentum (0: plain SGD)")
     # evaluation, early stopping, checkpoints
     eval_every: int | None = opt(None, "evaluate every N steps (default: once per epoch)")
     metric: str = opt("f1_macro", "validation metric for best-checkpoint selection and early "
-                      "stopping", choices=["f1_macro", "accuracy", "loss"])
+                      "stopping (logreg: loss)", choices=["f1_macro", "accuracy", "loss"])
     patience: int = opt(3, "stop after this many evaluations without improvement (0: never)")
     seed: int = opt(42, "random seed (head initialisation, shuffling, dropout)")
     device: str = opt("auto", "device: " + DEVICES)
     resume: str | None = opt(None, "continue an interrupted run: its run id or directory")
 
+    # what --arch logreg uses where an option is left at its (transformer) default
+    arch_defaults: ClassVar = {
+        "logreg": {"learning_rate": 4.0, "epochs": 10.0, "batch_size": 64, "schedule": "cosine",
+                   "warmup_ratio": 0.0, "metric": "loss"},
+    }
+    # options that mean something for one arch only; setting one for another is an error
+    arch_options: ClassVar = {
+        "transformer": ("model", "max_length", "head_lr_scale", "weight_decay", "grad_clip",
+                        "group_by_length", "lora", "lora_r", "lora_alpha", "lora_dropout"),
+        "logreg": ("word_ngrams", "char_ngrams", "char_scope", "hash_buckets", "tfidf", "l2",
+                   "momentum"),
+    }
     presets: ClassVar = {
         "default": {},
         "lora": {"lora": True, "learning_rate": 1e-3},
         "test": {"epochs": 1.0, "batch_size": 8, "max_length": 32, "patience": 0},
+        "logreg": {"arch": "logreg", **arch_defaults["logreg"]},
     }
     preset_help: ClassVar = {
         "default": "full fine-tuning, 3 epochs, lr 5e-5",
         "lora": "LoRA adapters (r=8) and the head, lr 1e-3",
         "test": "one short epoch: for tests",
+        "logreg": "the linear baseline (--arch logreg): SGD with momentum 0.9, lr 4 with cosine "
+                  "decay, 10 epochs of 64, best and early stopping by val log-loss",
     }
+
+    def with_arch_defaults(self) -> FinetuneClassifyConfig:
+        """A copy where options still at their default take the chosen arch's own (logreg
+        learns at 4, not 5e-5)."""
+        defaults = type(self).__dataclass_fields__
+        unset = {k: v for k, v in self.arch_defaults.get(self.arch, {}).items()
+                 if getattr(self, k) == field_default(defaults[k])}
+        return self.update(unset)
+
+    def ngram_range(self, name: str) -> tuple[int, int]:
+        """word_ngrams / char_ngrams, "1-2" or "3" or "0", as (min, max); (0, 0): none."""
+        text = str(getattr(self, name)).strip()
+        lo, sep, hi = text.partition("-")
+        try:
+            lo, hi = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise GoldmineError(f"{name}: expected MIN-MAX n-gram lengths such as 1-2, or 0 for "
+                                f"none; got {text!r}") from None
+        if (lo, hi) != (0, 0) and not 1 <= lo <= hi <= 10:
+            raise GoldmineError(f"{name}: lengths must satisfy 1 <= MIN <= MAX <= 10 (or 0 for "
+                                f"none); got {text!r}")
+        return lo, hi
 
     def validate(self):
         super().validate()
@@ -646,6 +729,22 @@ class FinetuneClassifyConfig(Config):
             raise GoldmineError(f"head_lr_scale: must be > 0, got {self.head_lr_scale}")
         if self.fold is not None and self.fold < 0:
             raise GoldmineError(f"fold: must be >= 0, got {self.fold}")
+        defaults = type(self).__dataclass_fields__
+        for arch, names in self.arch_options.items():
+            given = [n for n in names if arch != self.arch
+                     and getattr(self, n) != field_default(defaults[n])]
+            if given:
+                raise GoldmineError(f"{given[0]}: applies to --arch {arch} only, and this run "
+                                    f"is --arch {self.arch}; drop it")
+        if self.arch == "logreg":
+            if self.ngram_range("word_ngrams") == self.ngram_range("char_ngrams") == (0, 0):
+                raise GoldmineError("word_ngrams, char_ngrams: both 0 leaves a logreg model no "
+                                    "features")
+            if not 1 <= self.hash_buckets <= 2**26:
+                raise GoldmineError(f"hash_buckets: must be between 1 and 2^26, got "
+                                    f"{self.hash_buckets}")
+            if self.l2 < 0 or not 0.0 <= self.momentum < 1.0:
+                raise GoldmineError("l2 must be >= 0 and momentum in [0, 1)")
 
 
 @dataclass
@@ -1334,3 +1433,56 @@ class CostPlanConfig(Config):
         _check_positive(self, "serving_cost_per_1m")
         if self.training_cost is not None and self.training_cost < 0:
             raise GoldmineError(f"training_cost: must be >= 0, got {self.training_cost}")
+
+
+# ----------------------------------------------------------------------------------------------
+# goldmine compare
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class CompareConfig(Config):
+    """goldmine compare: is the bigger classifier worth it? Two or more classifiers on the same
+    rows: accuracy and macro F1 with bootstrap confidence intervals, parameters, size on disk,
+    CPU latency and throughput (measured now, models taking turns), cost per million
+    predictions; each against the baseline with a paired bootstrap interval, McNemar's test
+    and one sentence on whether the gain is significant and what a point of it costs."""
+
+    runs: list[str] = opt([], "the classifiers: `finetune classify` runs, `quantize` runs of "
+                          "them or classifier directories (then give --data); or `evaluate` "
+                          "runs of them (measured again on the data they evaluated, which must "
+                          "be the same)", positional=True, metavar="RUN")
+    data: str | None = opt(None, "labelled data all models are measured on: a prepared "
+                           "classify dataset (its test split, else val) or a .csv/.tsv/.jsonl "
+                           "file (default: the data of the evaluate runs given)")
+    split: str | None = opt(None, "which split of a prepared dataset (default: test, else val)")
+    text_column: str = opt("text", "raw files: column holding the text")
+    label_column: str = opt("label", "raw files: column holding the label")
+    baseline: str | None = opt(None, "the run the others are compared with, one of RUN "
+                               "(default: the first; list the cheap model first)")
+    batch_size: int = opt(32, "examples per batch, for the predictions and the throughput")
+    bootstrap: int = opt(1000, "bootstrap resamples of the rows for the confidence intervals")
+    seed: int = opt(0, "seed of the bootstrap resampling")
+    reps: int = opt(9, "timing repetitions (the median is kept), after one warm-up")
+    hardware: str = opt("cpu", "price an hour of this catalog entry (goldmine/cost/hardware.yaml;"
+                        " the speed is measured on this machine's CPU)")
+    hardware_file: str | None = opt(None, "YAML file of hardware entries merged over the "
+                                    "catalog (e.g. `cpu: {price_per_gpu_hour: 0.05}`)")
+    price_per_hour: float | None = opt(None, "USD per hour of the serving machine (default: "
+                                       "the --hardware entry's price)")
+    utilization: float = opt(0.5, "share of paid hours spent predicting at the measured "
+                             "throughput, in (0, 1]")
+    out: str | None = opt(None, "output directory (default: the run directory under "
+                          "GOLDMINE_HOME)")
+
+    presets: ClassVar = {"default": {}}
+    preset_help: ClassVar = {"default": "1,000 bootstrap resamples, batch 32, priced as cpu"}
+
+    def validate(self):
+        super().validate()
+        if len(self.runs) < 2:
+            raise GoldmineError(f"runs: give two or more runs to compare (got {len(self.runs)})")
+        for name in ("batch_size", "bootstrap", "reps"):
+            if getattr(self, name) < 1:
+                raise GoldmineError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        _check_positive(self, "price_per_hour")
+        _check_fraction(self, "utilization")
+        _check_hardware(self)

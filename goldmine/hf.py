@@ -154,12 +154,14 @@ def gpt_to_hf(ckpt: Path, out: Path) -> Path:
     config (with goldmine's pad/bos/eos ids), safetensors weights, and a fast tokenizer that
     frames a text the way pretraining framed documents (BOS and EOS per the checkpoint's
     `data`), so the classifier's last token is the EOS that has read the whole text."""
-    from goldmine.checkpoint import load_model, refuse_quantized
+    from goldmine.checkpoint import load_model, refuse_lstm, refuse_quantized
     from goldmine.export.hf import write_hf_llama
     from goldmine.files import read_json
 
     model, tok, path = load_model(ckpt, device="cpu")
     refuse_quantized(model, ckpt, "fine-tuned")
+    refuse_lstm(model, ckpt, "a classification backbone", " (it becomes a Hugging Face Llama "
+                "here); use the GPT or an encoder")
     meta = read_json(path / "config.json", "config.json")
     out.mkdir(parents=True, exist_ok=True)
     write_hf_llama(model, tok, {"data": meta.get("data") or {}}, out, framing="classify")

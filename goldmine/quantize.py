@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from goldmine.checkpoint import _load_tensors, load_weights_dict
+from goldmine.checkpoint import _load_tensors, load_weights_dict, refuse_lstm
 from goldmine.errors import GoldmineError
 from goldmine.runtime import tune_cpu_allocator
 
@@ -451,7 +451,12 @@ def resolve_source(ref: str) -> Source:
             raise GoldmineError(f"run: {ckpt / 'config.json'} is already quantized "
                                 f"({meta['quantization'].get('method')}); quantize the fp32 "
                                 "run it came from")
+        refuse_lstm(ckpt, f"run: {label}", "quantized", " (int8 here covers the GPT's and "
+                    "classifiers' linear layers); it runs in fp32 in generate and evaluate")
         return Source("gpt", ckpt, _registry_row(ckpt), _weights_mb(ckpt))
+    from goldmine.baselines.logreg import QUANTIZE_REFUSAL, refuse
+
+    refuse(p, QUANTIZE_REFUSAL)
     model_dir = p if (p / "config.json").is_file() else p / "model"
     if not (model_dir / "config.json").is_file():
         raise GoldmineError(f"run: {label} at {p} holds no model to quantize (no checkpoint, "

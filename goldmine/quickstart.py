@@ -46,9 +46,11 @@ def quickstart(cfg: QuickstartConfig | None = None, **overrides) -> dict[str, An
     # with --out, every step writes inside it (out/tokenizer, out/shards, out/model) and a
     # re-run replaces the previous quickstart's files there; without, runs get their own dirs
     work = Path(cfg.out) if cfg.out else home() / "quickstart"
-    names = ("corpus", "tokenizer", "shards", "model", "reviews", "sentiment", "sentiment-eval")
+    names = ("corpus", "tokenizer", "shards", "model", "reviews", "sentiment", "sentiment-eval",
+             "baseline", "comparison")
     sub = {name: str(work / name) if cfg.out else None for name in names}
-    for name in ("model", "sentiment", "sentiment-eval"):  # runs refuse to overwrite a run
+    # runs refuse to overwrite a run
+    for name in ("model", "sentiment", "sentiment-eval", "baseline", "comparison"):
         if cfg.out and (work / name).exists():
             shutil.rmtree(work / name)
     total = (8 if cfg.classify_steps else 6) + 1 + (cfg.serve != "off")
@@ -270,9 +272,12 @@ def _serve(cfg: QuickstartConfig, trained: dict, classified: dict | None,
 
 def _classify(cfg: QuickstartConfig, sample: dict, sub: dict, total: int) -> dict[str, Any]:
     """Steps 7 and 8: the reviews as a classify dataset, the embedded MiniLM fine-tuned on
-    their sentiment, and its evaluation on the held-out test split."""
+    their sentiment, its evaluation on the held-out test split, and whether it beats a
+    logistic-regression baseline by enough to pay for itself."""
+    from goldmine.config import CompareConfig
     from goldmine.data.prepare import prepare_dataset
     from goldmine.eval.classify import evaluate_classifier
+    from goldmine.eval.compare import compare
     from goldmine.train.finetune_classify import finetune_classify
 
     _step(7, total, "fine-tuning the embedded MiniLM: review sentiment (positive / neutral / "
@@ -298,6 +303,18 @@ def _classify(cfg: QuickstartConfig, sample: dict, sub: dict, total: int) -> dic
     console.print(f"accuracy {m['accuracy']:.3f} · F1 macro {m['f1_macro']:.3f} · "
                   f"ECE {m['ece']:.3f} · per-class F1: {per_class}\n"
                   f"report: {ev['run_dir']}/report.md (confusion matrix, calibration)")
+
+    # is the big model worth it? the textbook baseline on the same data, side by side
+    base = finetune_classify(FinetuneClassifyConfig.from_preset("logreg").update(
+        {"data": reviews["out"], "out": sub["baseline"], "seed": cfg.seed}))
+    cmp = compare(CompareConfig(runs=[base["run_dir"], tuned["run_dir"]], data=reviews["out"],
+                                out=sub["comparison"], reps=3, bootstrap=500, seed=cfg.seed))
+    for line in cmp["sentences"]:
+        console.print(f"vs a logistic-regression baseline ({base['run_id']}): {line}",
+                      soft_wrap=True)
+    console.print(f"comparison: {cmp['report']}")
     return {"run_id": tuned["run_id"], "run_dir": tuned["run_dir"], "dataset": reviews["out"],
             "evaluation": ev["run_id"], "report": f"{ev['run_dir']}/report.md",
-            "metrics": {k: m[k] for k in ("accuracy", "f1_macro", "ece")}}
+            "metrics": {k: m[k] for k in ("accuracy", "f1_macro", "ece")},
+            "baseline": base["run_id"], "comparison": cmp["run_id"],
+            "comparison_report": cmp["report"], "verdict": cmp["sentences"]}

@@ -143,6 +143,10 @@ def test_quickstart_smoke_preset(capsys, tmp_path):
     clf = res["classifier"]
     assert 0.0 <= clf["metrics"]["accuracy"] <= 1.0 and Path(clf["report"]).is_file()
     assert f"predict --model {clf['run_id']}" in err
+    # ... and compared with a logistic-regression baseline on the same test rows
+    compared = json.loads(run_cli(capsys, "runs", "show", clf["comparison"], "--json")[1])
+    assert compared["command"] == "compare" and Path(clf["comparison_report"]).is_file()
+    assert clf["verdict"] and "vs a logistic-regression baseline" in err
     evaluated = json.loads(run_cli(capsys, "runs", "show", clf["evaluation"], "--json")[1])
     assert evaluated["command"] == "evaluate"
     assert evaluated["metrics"]["accuracy"] == clf["metrics"]["accuracy"]

@@ -10,6 +10,11 @@ per token forward and 4 backward, so training costs 6 N per token for N weights 
 plus the attention scores and weighted sum, 12 * n_layer * T * n_embd per token for context T
 (counted over the full T x T square, as PaLM and nanoGPT do, although causal kernels skip half).
 Over D training tokens that is the familiar C = 6 N D, plus 12 L T C D.
+
+The LSTM baseline (goldmine/lstm.py) is counted the same way and has no context term: every
+token multiplies the embedding (or the previous layer's output) and the previous hidden state
+by each layer's gate matrices, 4H x (in + H), then the projection and the head, so training
+costs 6 N per token for N weights in those matrices, at any context length.
 """
 
 from __future__ import annotations
@@ -42,6 +47,33 @@ def param_count(cfg) -> int:
     return matmul_weights(cfg) + embed + norms + bias
 
 
+def lstm_matmul_weights(cfg) -> int:
+    """Weights of goldmine's LSTM (an LSTMConfig) that take part in matrix multiplies: per layer
+    the input and recurrent matrices of the four gates, 4H x (E + H) for the first layer (its
+    input is the embedding) and 4H x 2H after; the projection H x E when H differs from E; the
+    head E x V. The embedding is a lookup, as for the GPT."""
+    E, H, L, V = cfg.n_embd, cfg.hidden, cfg.n_layer, cfg.vocab_size
+    gates = 4 * H * (E + H) + (L - 1) * 4 * H * 2 * H
+    return gates + (H * E if cfg.projected else 0) + E * V
+
+
+def lstm_param_count(cfg) -> int:
+    """All parameters of goldmine's LSTM with config `cfg`: the matmul weights, an untied input
+    embedding and nn.LSTM's two bias vectors per layer (b_ih and b_hh, 4H each). Equals
+    LSTM(cfg).num_params()."""
+    embed = 0 if cfg.tie_embeddings else cfg.vocab_size * cfg.n_embd
+    return lstm_matmul_weights(cfg) + embed + cfg.n_layer * 2 * 4 * cfg.hidden
+
+
+def lstm_flops_per_token(cfg, training: bool = True) -> float:
+    """FLOPs of goldmine's LSTM per token: 2 per matmul weight forward, the recurrent matrices
+    included (h_t-1 is multiplied at every step), 3x that for training (backpropagation through
+    time costs twice the forward). The gate nonlinearities and cell updates, about 10 H per
+    layer, are left out, as the GPT's norms and activations are."""
+    forward = 2 * lstm_matmul_weights(cfg)
+    return 3 * forward if training else forward
+
+
 def attention_flops_per_token(n_layer: int, n_embd: int, seq_len: int,
                               training: bool = True) -> float:
     """The attention term: scores (Q K^T) and weighted sum (A V) cost 2 * 2 * T * C FLOPs per
@@ -51,7 +83,10 @@ def attention_flops_per_token(n_layer: int, n_embd: int, seq_len: int,
 
 
 def flops_per_token(cfg, seq_len: int | None = None, training: bool = True) -> float:
-    """FLOPs to process one token at context `seq_len` (default: block_size)."""
+    """FLOPs to process one token at context `seq_len` (default: block_size); an LSTM's
+    (`cfg.arch == "lstm"`) do not depend on the context (`lstm_flops_per_token`)."""
+    if getattr(cfg, "arch", "gpt") == "lstm":
+        return lstm_flops_per_token(cfg, training)
     T = seq_len or cfg.block_size
     forward = 2 * matmul_weights(cfg) + attention_flops_per_token(cfg.n_layer, cfg.n_embd, T,
                                                                   training=False)

@@ -56,15 +56,21 @@ def cost_train(cfg: CostTrainConfig | None = None, **overrides: Any) -> dict[str
 
     cfg = _config(CostTrainConfig, cfg, overrides)
     run = measured_speed(cfg.from_run) if cfg.from_run else None
+    lstm = bool(run and run["model"] and run["model"].get("arch") == "lstm")
     model = None
     if cfg.model:
         model = resolve_model(cfg.model, cfg.vocab_size)
-    elif run and run["model"]:
+    elif run and run["model"] and not lstm:
         model = resolve_model(run["model"], cfg.vocab_size)
     if cfg.params:
         params = cfg.params
     elif model is not None:
         params = matmul_weights(model)
+    elif lstm:  # no attention term: 6·N·D with N its matmul weights is all an LSTM costs
+        from goldmine.cost import lstm_matmul_weights
+        from goldmine.lstm import LSTMConfig
+
+        params = lstm_matmul_weights(LSTMConfig.from_dict(run["model"]))
     else:
         params = run["params"]
         if not params:

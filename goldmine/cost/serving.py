@@ -1,4 +1,5 @@
-"""What serving costs: USD per 1M output tokens, per 1M input tokens and per request.
+"""What serving costs: USD per 1M output tokens, per 1M input tokens and per request; and
+USD per 1M predictions of a classifier (`cost_per_million`).
 
     cost of an output token = price per hour of the deployment / (3600 × output tokens/s × u)
     cost of an input token  = r × cost of an output token
@@ -64,6 +65,19 @@ def serving_cost(tokens_per_s: float, price_per_gpu_hour: float, gpus: int = 1,
             f"request: {prompt_tokens:,.0f} × input + {output_tokens:,.0f} × output = "
             f"${per_request:.4g}"],
     }
+
+
+def cost_per_million(examples_per_s: float, price_per_hour: float,
+                     utilization: float = 0.5) -> float:
+    """USD per 1M predictions (classifications, embeddings: one output per example) of a
+    deployment that costs `price_per_hour` and handles `examples_per_s` at full load, busy a
+    share `utilization` of its paid hours: the per-token formula above, one prediction per
+    token. Used by `goldmine compare`."""
+    if examples_per_s <= 0 or price_per_hour < 0 or not 0 < utilization <= 1:
+        raise GoldmineError(f"cost per million: needs examples/s > 0 (got {examples_per_s}), "
+                            f"a price >= 0 (got {price_per_hour}) and a utilization in (0, 1] "
+                            f"(got {utilization})")
+    return price_per_hour / (3600 * examples_per_s * utilization) * MILLION
 
 
 def read_bench(path: str | Path) -> dict[str, Any]:

@@ -192,6 +192,10 @@ def resolve_model(ref: str | dict[str, Any], vocab_size: int | None = None):
 def _build(values: dict[str, Any], vocab_size: int | None, where: str):
     from goldmine.model import GPTConfig
 
+    if values.get("arch") == "lstm":
+        raise GoldmineError(f"model: {where} is an LSTM (`pretrain --arch lstm`); the model "
+                            "options size GPTs. Price an LSTM run with --from-run (its 6·N·D "
+                            "has no attention term) or give --params")
     if vocab_size:
         values = {**values, "vocab_size": vocab_size}
     try:

@@ -90,6 +90,8 @@ def _is_classifier_dir(path: Path) -> bool:
 
 def resolve_source(ref: str, checkpoint: str = "best") -> Source:
     """The run, checkpoint or HF directory `ref` names, with its kind (not yet loaded)."""
+    from goldmine.baselines.logreg import EXPORT_REFUSAL
+    from goldmine.baselines.logreg import refuse as refuse_logreg
     from goldmine.checkpoint import resolve_checkpoint
     from goldmine.export.llama import is_hf_model_dir
 
@@ -100,6 +102,7 @@ def resolve_source(ref: str, checkpoint: str = "best") -> Source:
         where = f"run {row['id']} (`goldmine {command}`, {row['status']})"
         if command == "finetune classify":
             model_dir = run_dir / "model"
+            refuse_logreg(model_dir, EXPORT_REFUSAL)
             if not (model_dir / "config.json").is_file():
                 raise GoldmineError(f"{where} has no model to export ({model_dir} is missing)")
             adapter = run_dir / "adapter"
@@ -120,6 +123,7 @@ def resolve_source(ref: str, checkpoint: str = "best") -> Source:
     path = Path(ref)
     if not path.is_dir():
         raise GoldmineError(f"{ref}: expected a run or model directory, got a file")
+    refuse_logreg(path, EXPORT_REFUSAL)
     if is_hf_model_dir(path):
         return Source("classifier" if _is_classifier_dir(path) else "gpt", path, None, None)
     try:
@@ -367,6 +371,12 @@ def export(cfg: ExportConfig | None = None, **overrides: Any) -> dict[str, Any]:
     cfg = (cfg or ExportConfig()).update(overrides, where=COMMAND)
     cfg.validate()
     src = resolve_source(cfg.run, cfg.checkpoint)
+    if src.kind == "gpt":
+        from goldmine.checkpoint import refuse_lstm
+
+        refuse_lstm(src.path, src.name, "exported", ": the Hugging Face, ONNX and GGUF formats "
+                    "hold Llama-style transformers; `goldmine generate` and `goldmine evaluate` "
+                    "use the run as it is")
     if cfg.format not in FORMATS_OF[src.kind]:
         raise GoldmineError(f"format {cfg.format}: does not apply to {src.name}, a "
                             f"{src.kind}; it exports as {' or '.join(FORMATS_OF[src.kind])}")

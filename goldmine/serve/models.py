@@ -203,9 +203,11 @@ def load_served(name: str, ref: str, device: torch.device, engine_cfg: EngineCon
     """Load one model for serving; GoldmineError naming `ref` when it is not servable."""
     kind = _kind_of(ref)
     if kind == "lm":
-        from goldmine.checkpoint import load_model
+        from goldmine.checkpoint import load_model, refuse_lstm
 
         model, tokenizer, path = load_model(ref, "best", device)
+        refuse_lstm(model, ref, "served", ": the serving engine batches requests through a KV "
+                    "cache; LSTM runs are served by `goldmine generate` only")
         if dtype is not None:
             model = model.to(dtype)
         hf_tok = None

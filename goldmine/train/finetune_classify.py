@@ -10,6 +10,10 @@ is ours, not `Trainer`.
 A goldmine GPT is converted to a Hugging Face Llama directory first (goldmine.hf.gpt_to_hf), so
 the result is a LlamaForSequenceClassification that pools the last token (the EOS).
 
+`--arch logreg` trains the linear baseline instead (goldmine/baselines/logreg.py) on the same
+data, with the same run layout, metrics, plot, checkpoint and result keys; its model/ holds
+goldmine.json and model.safetensors, which `goldmine.classifier.Classifier.load` reads.
+
 Output (the run directory, or --out):
 
     model/            the best checkpoint as a plain Hugging Face directory (LoRA merged), loads
@@ -281,6 +285,23 @@ def load_examples(cfg: FinetuneClassifyConfig) -> Examples:
     return Examples(train, val, val_from_train, skipped, labels, cfg.fold)
 
 
+def describe_data(cfg: FinetuneClassifyConfig, examples: Examples) -> None:
+    """What is trained and validated on, and what was left out."""
+    labels = examples.labels
+    info(f"data: {len(examples.train):,} train / {len(examples.val):,} val rows, {len(labels)} "
+         f"labels ({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})")
+    if examples.fold is not None:
+        info(f"cross-validation: validating on fold {examples.fold} of train (its original "
+             "rows), training on the other folds")
+    if examples.val_from_train:
+        info(f"[yellow]no validation split in {cfg.data}: held out {cfg.val_fraction:.0%} of "
+             f"train, stratified by label (seed {cfg.seed}): {len(examples.val):,} "
+             "rows[/yellow]")
+    if examples.skipped.counts:
+        info(f"[yellow]skipped {sum(examples.skipped.counts.values()):,} rows: "
+             f"{examples.skipped.summary()}[/yellow]")
+
+
 def encode(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
     """Token ids per text (special tokens included), cut at max_length; and how many texts were
     cut. Only texts that hit the limit are tokenized a second time, in full, to tell."""
@@ -515,12 +536,13 @@ def finetune_classify(cfg: FinetuneClassifyConfig | None = None, *,
     """Fine-tune an encoder for text classification. Returns the run's results and paths.
 
     `finetune_classify(data="reviews", epochs=2)` or with a `FinetuneClassifyConfig`; keyword
-    arguments override its fields. `callback(step, model)` runs after every optimizer step
+    arguments override its fields. `arch="logreg"`: the linear baseline (options left at their
+    defaults take logreg's own, see FinetuneClassifyConfig.arch_defaults). `callback(step, model)` runs after every optimizer step
     (notebooks, tests).
     """
     base = cfg or FinetuneClassifyConfig()
     explicit = _absolute_paths(explicit_options(base, overrides))
-    cfg = base.update(overrides, where="finetune classify")
+    cfg = base.update(overrides, where="finetune classify").with_arch_defaults()
     cfg.validate()
     cfg = cfg.update(_absolute_paths({"data": cfg.data, "model": cfg.model}))
     ckpt, run_id = None, None
@@ -534,12 +556,20 @@ def finetune_classify(cfg: FinetuneClassifyConfig | None = None, *,
     if ckpt is None and cfg.out and (Path(cfg.out) / "checkpoint").is_dir():
         raise GoldmineError(f"{cfg.out}: already holds an earlier run's checkpoint; continue it "
                             f"with --resume {cfg.out}, or choose another --out")
-    # a goldmine GPT is converted into a temporary Llama directory, read once by _train
-    with tempfile.TemporaryDirectory(prefix="goldmine-backbone-") as workdir:
+    if cfg.arch == "logreg":  # the linear baseline: same data, registry and outputs
+        from goldmine.baselines.logreg import featurize, train_logreg
+
         examples = load_examples(cfg)  # both fail before a run is recorded
-        backbone, source = resolve_backbone(cfg.model, Path(workdir))
+        features = featurize(cfg, examples)
         with start_run(COMMAND, cfg.to_dict(), out=out, resume=run_id) as run:
-            result = _train(cfg, run, backbone, source, examples, ckpt, callback)
+            result = train_logreg(cfg, run, examples, features, ckpt, callback)
+    else:
+        # a goldmine GPT is converted into a temporary Llama directory, read once by _train
+        with tempfile.TemporaryDirectory(prefix="goldmine-backbone-") as workdir:
+            examples = load_examples(cfg)  # both fail before a run is recorded
+            backbone, source = resolve_backbone(cfg.model, Path(workdir))
+            with start_run(COMMAND, cfg.to_dict(), out=out, resume=run_id) as run:
+                result = _train(cfg, run, backbone, source, examples, ckpt, callback)
     if result["stop_reason"] == "interrupted":  # recorded as such, so `--resume latest` finds it
         run.registry.update(run.id, status="interrupted",
                             error="interrupted (Ctrl-C or SIGTERM) with a checkpoint")
@@ -567,17 +597,7 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, source: Path | None
     labels = examples.labels
     label_index = {name: i for i, name in enumerate(labels)}
     train, val = examples.train, examples.val
-    info(f"data: {len(train):,} train / {len(val):,} val rows, {len(labels)} labels "
-         f"({', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''})")
-    if examples.fold is not None:
-        info(f"cross-validation: validating on fold {examples.fold} of train (its original "
-             "rows), training on the other folds")
-    if examples.val_from_train:
-        info(f"[yellow]no validation split in {cfg.data}: held out {cfg.val_fraction:.0%} of "
-             f"train, stratified by label (seed {cfg.seed}): {len(val):,} rows[/yellow]")
-    if examples.skipped.counts:
-        info(f"[yellow]skipped {sum(examples.skipped.counts.values()):,} rows: "
-             f"{examples.skipped.summary()}[/yellow]")
+    describe_data(cfg, examples)
 
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(backbone)
@@ -641,7 +661,8 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, source: Path | None
          f"{human_count(total_params)} parameters, "
          f"{human_count(trainable_params)} trainable{share}; {total_steps:,} steps of "
          f"{cfg.batch_size} ({per_epoch:,} per epoch)")
-    meta = {"task": "classify", "labels": labels, "max_length": cfg.max_length,
+    meta = {"task": "classify", "arch": "transformer", "labels": labels,
+            "max_length": cfg.max_length,
             "backbone": cfg.model, "lora": cfg.lora, "dataset": cfg.data, "run_id": run.id,
             "metric": cfg.metric, "class_weights": class_weights,
             "val_from_train": examples.val_from_train, "val_rows": len(val),
@@ -738,7 +759,7 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, source: Path | None
     model_dir = run_dir / "model"
     val_metrics = best["val"] if best else None
     result = {
-        "run_id": run.id, "run_dir": str(run_dir),
+        "run_id": run.id, "run_dir": str(run_dir), "arch": "transformer",
         "model_dir": str(model_dir) if model_dir.is_dir() else None,
         "adapter_dir": str(run_dir / "adapter") if cfg.lora and model_dir.is_dir() else None,
         "labels": labels, "steps": step, "epochs_done": step / per_epoch,

@@ -45,6 +45,7 @@ from goldmine.checkpoint import (
     load_model,
     load_optimizer,
     load_rng,
+    refuse_lstm,
     refuse_quantized,
     save_checkpoint,
 )
@@ -320,6 +321,8 @@ def finetune_sft(cfg: FinetuneSFTConfig | None = None, *,
     device = resolve_device(cfg.device)
     model, tokenizer, source = load_model(cfg.model, "best", device)  # fail before recording
     refuse_quantized(model, cfg.model, "fine-tuned")
+    refuse_lstm(model, cfg.model, "chat-tuned", " (packed conversations need the GPT's "
+                "attention masks); fine-tune a GPT run")
     if (cfg.max_length or 0) > model.config.block_size:
         raise GoldmineError(f"max_length: {cfg.max_length} is more than the model's context "
                             f"({model.config.block_size} tokens)")

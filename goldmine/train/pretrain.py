@@ -1,5 +1,8 @@
 """Pretraining a GPT from scratch: setup -> fit -> validate, written out.
 
+`--arch lstm` trains the LSTM baseline (goldmine/lstm.py) in the same loop: same shards,
+batches, optimizer, schedule, checkpoints and FLOPs accounting; only the model differs.
+
 One process: `goldmine pretrain ...`. Many processes: `torchrun --nproc-per-node N -m goldmine
 pretrain ...` (DDP; NCCL on GPUs, gloo on CPU). Every rank draws its own batches; gradients are
 averaged by DDP; rank 0 writes checkpoints, metrics and the plot.
@@ -37,6 +40,7 @@ from goldmine.checkpoint import (
 )
 from goldmine.config import PretrainConfig, explicit_options, parse_duration, resumed
 from goldmine.errors import GoldmineError
+from goldmine.lstm import LSTM, LSTMConfig, lstm_for_params
 from goldmine.model import GPT, GPTConfig
 from goldmine.progress import console, human_count, info, progress_bar
 from goldmine.registry import Registry, start_run
@@ -73,7 +77,20 @@ def batch_generator(seed: int, *key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 
 
-def make_optimizer(model: GPT, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
+def lstm_config(cfg: PretrainConfig, gpt: GPTConfig) -> LSTMConfig:
+    """The LSTM of --arch lstm: --lstm-layers deep (2), with the embedding width, context,
+    dropout and tying of `gpt`, and --lstm-hidden wide or, by default, as wide as gives it the
+    parameter count of `gpt` (the GPT the same options describe): equal parameters."""
+    shape = dict(vocab_size=gpt.vocab_size, block_size=gpt.block_size,
+                 n_layer=cfg.lstm_layers or 2, n_embd=gpt.n_embd, dropout=cfg.dropout,
+                 tie_embeddings=gpt.tie_embeddings)
+    if cfg.lstm_hidden:
+        return LSTMConfig(**shape, hidden=cfg.lstm_hidden)
+    return lstm_for_params(cost.param_count(gpt), **shape)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig,
+                   device: torch.device) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not norms or biases); fused kernel where available."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -123,7 +140,8 @@ def resumed_config(ckpt: Path, explicit: dict[str, Any]) -> PretrainConfig:
 # the command
 # ---------------------------------------------------------------------------------------------
 def pretrain(cfg: PretrainConfig | None = None, **overrides) -> dict[str, Any]:
-    """Train a GPT from scratch. Returns the run's final metrics and paths.
+    """Train a GPT (or, with arch="lstm", an LSTM) from scratch. Returns the run's final
+    metrics and paths.
 
     `goldmine.pretrain(data="corpus.txt", tokenizer="tok/", max_steps=200)` or with a
     `PretrainConfig`; keyword arguments override its fields.
@@ -181,6 +199,9 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                                      intermediate_size=cfg.intermediate_size,
                                      block_size=cfg.block_size, rope_theta=cfg.rope_theta,
                                      tie_embeddings=cfg.tie_embeddings, dropout=cfg.dropout)
+        gpt_cfg = mcfg
+        if cfg.arch == "lstm":
+            mcfg = lstm_config(cfg, gpt_cfg)
     except ValueError as e:
         raise GoldmineError(f"model: {e}") from None
     T, B = mcfg.block_size, cfg.batch_size
@@ -188,7 +209,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         shards.get_batch(split, 1, T, batch_generator(cfg.seed, -1))
 
     torch.manual_seed(cfg.seed)
-    model = GPT(mcfg, seed=cfg.seed)
+    model = LSTM(mcfg, seed=cfg.seed) if cfg.arch == "lstm" else GPT(mcfg, seed=cfg.seed)
     model.to(device)
     optimizer = make_optimizer(model, cfg, device)
     world_tokens = B * T * cfg.grad_accum * dist.world_size  # tokens per optimizer step
@@ -215,7 +236,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     if cfg.compile:
         train_model = torch.compile(train_model)
 
-    flops_tok = cost.flops_per_token(mcfg, T)
+    flops_tok = cost.flops_per_token(mcfg, T)  # an LSTM's: lstm_flops_per_token, any context
     peak = cost.peak_flops(device, "bf16" if precision == "bf16" else "fp32")
     metrics_path = run_dir / "metrics.jsonl"
     if dist.is_main:
@@ -228,8 +249,12 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         run.log_metrics({"params": model.num_params(), "flops_per_token": flops_tok,
                          "tokens_per_step": world_tokens, "device": str(device),
                          "precision": precision, "world_size": dist.world_size})
-        info(f"model: {human_count(model.num_params())} parameters "
-             f"({mcfg.n_layer}L/{mcfg.n_head}H/{mcfg.n_embd}d, context {T}, vocab "
+        if cfg.arch == "lstm":
+            shape = (f"LSTM {mcfg.n_layer}L/{mcfg.hidden} hidden/{mcfg.n_embd}d embeddings; the "
+                     f"GPT of these options: {human_count(cost.param_count(gpt_cfg))}")
+        else:
+            shape = f"{mcfg.n_layer}L/{mcfg.n_head}H/{mcfg.n_embd}d"
+        info(f"model: {human_count(model.num_params())} parameters ({shape}, context {T}, vocab "
              f"{mcfg.vocab_size}) on {device} ({precision}); {world_tokens:,} tokens per step")
 
     def evaluate() -> float:
