@@ -19,6 +19,7 @@ import json
 import math
 import shutil
 import signal
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -162,10 +163,18 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides) -> dict[str, Any]:
         raise GoldmineError(f"{cfg.out}: already holds checkpoints of an earlier run; continue it "
                             f"with --resume {cfg.out}, or choose another --out")
     dist = init_distributed()
-    if not dist.is_main:  # only rank 0 records the run; the others train beside it
-        return _train(cfg, dist, None, resume_from)
-    with start_run("pretrain", cfg.to_dict(), out=cfg.out, resume=run_id) as run:
-        return _train(cfg, dist, run, resume_from)
+    try:
+        if not dist.is_main:  # only rank 0 records the run; the others train beside it
+            return _train(cfg, dist, None, resume_from)
+        with start_run("pretrain", cfg.to_dict(), out=cfg.out, resume=run_id) as run:
+            return _train(cfg, dist, run, resume_from)
+    finally:
+        # a process group still up at interpreter exit can abort the process as its
+        # communication threads are torn down ("terminate called without an active exception")
+        if dist.enabled and torch.distributed.is_initialized():
+            if sys.exc_info()[0] is None:
+                dist.barrier()  # no rank tears its connections down while another still talks
+            torch.distributed.destroy_process_group()
 
 
 def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str, Any]:
