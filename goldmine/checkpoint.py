@@ -1,8 +1,8 @@
 """Checkpoints: safetensors + JSON + tokenizer.json, written atomically, never unpickled.
 
     checkpoints/step-000500/
-      config.json           {"format": "goldmine-gpt/1", "arch": "gpt" or "lstm" (none: gpt),
-                             "model": {...GPTConfig or LSTMConfig...},
+      config.json           {"format": "goldmine-gpt/1", "arch": "gpt", "lstm" or "bert" (none:
+                             gpt), "model": {...GPTConfig, LSTMConfig or EncoderConfig...},
                              "data": {how text was framed}, "chat": {template; chat models}}
       tokenizer_config.json chat models: the chat template in transformers' form
       model.safetensors     weights (a tied output head is stored once, as embed.weight)
@@ -221,6 +221,8 @@ def load_model(ref: str | Path, which: str = "best", device: str | torch.device 
         raise GoldmineError(f"{path / 'config.json'}: not a goldmine checkpoint "
                             f"(expected format {FORMAT!r})")
     arch = meta.get("arch", "gpt")  # checkpoints from before the LSTM have none: GPTs
+    if arch == "bert":
+        raise GoldmineError(encoder_refusal(path, ckpt=path))
     if arch not in ("gpt", "lstm"):
         raise GoldmineError(f"{path / 'config.json'}: unknown arch {arch!r} (expected gpt or lstm)")
     config_cls, model_cls = (LSTMConfig, LSTM) if arch == "lstm" else (GPTConfig, GPT)
@@ -255,8 +257,9 @@ def refuse_quantized(model, ref, doing: str) -> None:
 
 
 def model_arch(model_or_ckpt) -> str:
-    """'lstm' for an LSTM: a loaded model, or a checkpoint directory whose config.json says
-    "arch": "lstm"; 'gpt' for anything else (a GPT, a Hugging Face directory, no checkpoint)."""
+    """'lstm' for an LSTM, 'bert' for an encoder: a loaded model, or a checkpoint directory whose
+    config.json says so; 'gpt' for anything else (a GPT, a Hugging Face directory, no
+    checkpoint)."""
     if isinstance(model_or_ckpt, (str, Path)):
         try:
             meta = read_json(Path(model_or_ckpt) / "config.json", "config.json")
@@ -267,10 +270,27 @@ def model_arch(model_or_ckpt) -> str:
     return getattr(model_or_ckpt.config, "arch", "gpt")
 
 
+def encoder_refusal(ref, doing: str | None = None, ckpt: Path | None = None) -> str:
+    """Why a BERT-style encoder (`pretrain --objective mlm`) is not taken where a language
+    model is, and where it is taken instead (`ckpt`: its checkpoint, to name its run)."""
+    what = f"cannot be {doing}" if doing else "is not a language model"
+    run = "RUN"
+    if ckpt is not None and Path(ckpt).parent.name == "checkpoints":
+        run = str(Path(ckpt).parent.parent)
+    return (f"{ref}: a BERT-style encoder (`pretrain --objective mlm`) {what}: it predicts masked "
+            f"tokens and does not generate text; its Hugging Face directory {run}/hf loads with "
+            f"transformers' AutoModelForMaskedLM, and `goldmine finetune classify --model {run}` "
+            "fine-tunes it")
+
+
 def refuse_lstm(model_or_ckpt, ref, doing: str, instead: str = "") -> None:
     """A clear error when `model_or_ckpt` is an LSTM (`pretrain --arch lstm`), which trains,
     evaluates and generates like a GPT but has no Llama weights to convert, no KV cache for the
-    serving engine and no int8 path."""
+    serving engine and no int8 path; or a BERT-style encoder (`pretrain --objective mlm`),
+    which is no language model at all (`instead` is the LSTM's)."""
+    if model_arch(model_or_ckpt) == "bert":
+        ckpt = model_or_ckpt if isinstance(model_or_ckpt, (str, Path)) else None
+        raise GoldmineError(encoder_refusal(ref, doing, ckpt))
     if model_arch(model_or_ckpt) == "lstm":
         raise GoldmineError(f"{ref}: an LSTM language model (`pretrain --arch lstm`) cannot be "
                             f"{doing}{instead}")

@@ -15,7 +15,11 @@ What `load` accepts:
   `max_position_embeddings`;
 - a logreg model directory (`--arch logreg`: `goldmine.json` with arch logreg and
   `model.safetensors`, no config.json): `load` returns a `goldmine.baselines.logreg.
-  LogRegClassifier`, which offers the same `labels`, `predict` and `predict_proba`.
+  LogRegClassifier`, which offers the same `labels`, `predict` and `predict_proba`;
+- a cnn model directory (`--arch cnn`, laid out the same way): `load` returns a
+  `goldmine.baselines.cnn.CNNClassifier`, whose `predict` and `predict_proba` take images
+  (files, encoded bytes, arrays, PIL images), not texts; its `inputs` is "image"
+  (`is_image_model` tells without loading).
 
 Inference is in eval mode without gradients; texts are sorted by length inside each call and
 padded per batch (dynamic padding), and truncated at `max_length` tokens. The number of texts
@@ -58,10 +62,25 @@ def _run_command(run_dir: Path) -> str | None:
 
 
 def _is_model_dir(path: Path) -> bool:
-    """A Hugging Face classifier directory, or a logreg model directory."""
+    """A Hugging Face classifier directory, or a logreg or cnn model directory."""
+    from goldmine.baselines.cnn import is_cnn_dir
     from goldmine.baselines.logreg import is_logreg_dir
 
-    return (path / "config.json").is_file() or is_logreg_dir(path)
+    return (path / "config.json").is_file() or is_logreg_dir(path) or is_cnn_dir(path)
+
+
+def is_image_model(ref: str | Path | None) -> bool:
+    """Whether `ref` (run id, run directory or model directory) is an image classifier
+    (--arch cnn); False for anything else, including references that do not resolve (loading
+    them says what is wrong)."""
+    from goldmine.baselines.cnn import is_cnn_dir
+
+    if not ref:
+        return False
+    try:
+        return is_cnn_dir(resolve_model_dir(ref))
+    except GoldmineError:
+        return False
 
 
 def resolve_model_dir(ref: str | Path) -> Path:
@@ -109,6 +128,8 @@ def resolve_model_dir(ref: str | Path) -> Path:
 class Classifier:
     """A loaded sequence classifier: `labels`, `max_length`, `path`, `run_id`, `device`."""
 
+    inputs = "text"  # what predict_proba takes (a CNNClassifier's is "image")
+
     def __init__(self, model, tokenizer, labels: list[str], max_length: int, path: Path,
                  run_id: str | None, device, meta: dict[str, Any] | None = None):
         self.model = model
@@ -130,7 +151,8 @@ class Classifier:
         """Load from a run id, run directory or HF classifier directory (see module docstring).
 
         `max_length` overrides the trained length (it may not exceed the model's positions).
-        A logreg model comes back as a LogRegClassifier (on the CPU; it takes no max_length).
+        A logreg model comes back as a LogRegClassifier (on the CPU; it takes no max_length),
+        a cnn model as a CNNClassifier (it takes images, and no max_length).
         """
         from goldmine.registry import run_id_for_path
 
@@ -140,6 +162,10 @@ class Classifier:
             from goldmine.baselines.logreg import LogRegClassifier
 
             return LogRegClassifier.load(path, max_length=max_length)
+        if meta.get("arch") == "cnn":  # an image classifier (goldmine/baselines/cnn.py)
+            from goldmine.baselines.cnn import CNNClassifier
+
+            return CNNClassifier.load(path, device=device, max_length=max_length)
         config = _read_json(path / "config.json")
         task = meta.get("task")
         if task is not None and task != "classify":

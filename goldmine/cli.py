@@ -59,11 +59,15 @@ EXAMPLES = {
     "pretrain": "examples:\n  goldmine pretrain --data shards --max-steps 500\n"
                 "  goldmine pretrain --data input.txt --tokenizer tok --preset shakespeare-char\n"
                 "  goldmine pretrain --resume latest                  # after a crash or Ctrl-C\n"
+                "  goldmine pretrain --objective mlm --data corpus.txt --preset mlm  # a BERT encoder\n"
                 "  torchrun --nproc-per-node 8 -m goldmine pretrain --data shards --preset gpt2-124m",
     "finetune classify": "examples:\n"
                          "  goldmine finetune classify --data reviews            # the embedded MiniLM\n"
                          "  goldmine finetune classify --data reviews --preset lora --class-weights auto\n"
                          "  goldmine finetune classify --data reviews --arch logreg   # the linear baseline\n"
+                         "  goldmine finetune classify --arch cnn --data digits     # images: a small CNN\n"
+                         "  goldmine finetune classify --arch cnn --data photos --image-size 32 "
+                         "--augment shift-flip\n"
                          "  goldmine finetune classify --data tickets.csv --text-column body "
                          "--label-column intent --model path/to/hf-encoder",
     "finetune sft": "examples:\n"
@@ -363,9 +367,17 @@ def cmd_pretrain(args):
                 ("MFU", f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"),
                 ("time", f"{r['elapsed_s']:.0f} s"), ("checkpoint", r["checkpoint"]),
                 ("loss curve", r["plot"])]
+        if r.get("objective") == "mlm":  # masked-token figures, and the Hugging Face directory
+            acc = r["val_accuracy"]
+            rows[3:5] = [("val MLM loss", r["val_loss"]),
+                         ("val masked accuracy", f"{100 * acc:.1f}%" if acc is not None else "n/a")]
+            rows.append(("Hugging Face dir", r["hf"]))
         c = _console()
         c.print(_kv_table("pretraining done", rows))
-        c.print(f"\nnext: goldmine generate --model {r['run_id']} --prompt '...'")
+        if r.get("objective") == "mlm":
+            c.print(f"\nnext: goldmine finetune classify --model {r['run_id']} --data ...")
+        else:
+            c.print(f"\nnext: goldmine generate --model {r['run_id']} --prompt '...'")
 
     emit(res, args.json, render)
 
@@ -731,6 +743,10 @@ def _headline(run: dict) -> str:
     m = run["metrics"]
     if m.get("kept") is not None and m.get("read") is not None:
         return f"kept {m['kept']:,} of {m['read']:,} rows"
+    if m.get("objective") == "mlm" and m.get("val_loss") is not None:  # not a classifier's accuracy
+        acc = m.get("val_accuracy")
+        return f"val MLM loss {_fmt(m['val_loss'])}" + (
+            f", masked acc {_fmt(acc)}" if acc is not None else "")
     for key, label in (("val_accuracy", "val accuracy"), ("accuracy", "accuracy"),
                        ("answer_ppl", "answer ppl"), ("ppl", "perplexity"),
                        ("val_loss", "val loss"), ("vocab_size", "vocab"),
@@ -1062,7 +1078,8 @@ def build_parser() -> argparse.ArgumentParser:
             "tokenizer train")
 
     command(sub, "pretrain", PretrainConfig, cmd_pretrain,
-            "pretrain a Llama-style GPT from scratch (resumable; torchrun for many processes)")
+            "pretrain a Llama-style GPT (or, --objective mlm, a BERT-style encoder) from scratch "
+            "(resumable; torchrun for many processes)")
     command(sub, "generate", GenerateConfig, cmd_generate, "sample text from a trained model")
 
     ft = sub.add_parser("finetune", help="adapt an existing model: text classification, chat",

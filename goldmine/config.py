@@ -218,6 +218,16 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
                       block_size=4096),
 }
 
+# Encoder presets (goldmine/encoder.py, `pretrain --objective mlm`): BERT's shapes, head width 64;
+# intermediate_size None means 4 * n_embd. block_size is max_position_embeddings.
+ENCODER_PRESETS: dict[str, dict[str, Any]] = {
+    "test":      dict(n_layer=2, n_head=2, n_embd=32, block_size=64),
+    "tiny":      dict(n_layer=2, n_head=2, n_embd=128, block_size=128),    # BERT-tiny
+    "mini":      dict(n_layer=4, n_head=4, n_embd=256, block_size=128),    # BERT-mini
+    "small":     dict(n_layer=6, n_head=6, n_embd=384, block_size=128),    # MiniLM-L6's width
+    "bert-base": dict(n_layer=12, n_head=12, n_embd=768, block_size=512),
+}
+
 DEVICES = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
 
 
@@ -437,27 +447,39 @@ class TokenizeConfig(Config):
 @dataclass
 class PretrainConfig(Config):
     """goldmine pretrain: train a Llama-style GPT (or an LSTM baseline) from scratch on token
-    shards or text."""
+    shards or text; or, with --objective mlm, a BERT-style encoder by masked-language modelling
+    on text."""
 
     # data
     data: str | None = opt(None, "token shards directory (from `goldmine data tokenize`), or a "
                            ".txt/.jsonl file or folder to tokenize first")
     tokenizer: str | None = opt(None, "tokenizer for raw-text --data (tokenizer.json, its "
-                                "directory or a run id); shards carry their own")
+                                "directory or a run id); shards carry their own. --objective "
+                                "mlm: optional, a BERT WordPiece tokenizer with [MASK] (minilm, "
+                                "a Hugging Face BERT directory or an mlm run); without one, a "
+                                "WordPiece vocabulary is trained on --data")
     out: str | None = opt(None, "run directory (default: a new one under GOLDMINE_HOME)")
     # model
+    objective: str = opt("clm", "clm: next-token prediction (the GPT, or the LSTM of --arch "
+                         "lstm); mlm: masked-language modelling of a BERT-style bidirectional "
+                         "encoder (goldmine/encoder.py) on text, saved as a Hugging Face BERT "
+                         "directory (RUN/hf) that `finetune classify --model RUN` fine-tunes",
+                         choices=["clm", "mlm"])
     arch: str = opt("gpt", "gpt (the Llama-style transformer) or lstm (a recurrent baseline, "
                     "trained the same way); for an LSTM, --model and its overrides describe the "
                     "GPT whose parameter count it matches, and --n-embd, --block-size, "
                     "--dropout and --tie-embeddings apply to it too", choices=["gpt", "lstm"])
-    model: str = opt("tiny", "model preset: " + ", ".join(MODEL_PRESETS), choices=list(MODEL_PRESETS))
+    model: str = opt("tiny", "model preset: " + ", ".join(MODEL_PRESETS) + "; with --objective "
+                     "mlm, an encoder: " + ", ".join(ENCODER_PRESETS),
+                     choices=list(dict.fromkeys([*MODEL_PRESETS, *ENCODER_PRESETS])))
     n_layer: int | None = opt(None, "transformer blocks (default: from --model)")
     n_head: int | None = opt(None, "attention heads (default: from --model)")
     n_kv_head: int | None = opt(None, "key/value heads for grouped-query attention "
                                 "(default: from --model, else n_head)")
     n_embd: int | None = opt(None, "model width (default: from --model)")
     intermediate_size: int | None = opt(None, "SwiGLU hidden width (default: from --model, else "
-                                        "8/3 n_embd rounded up to 64)")
+                                        "8/3 n_embd rounded up to 64; an encoder's "
+                                        "feed-forward: 4 n_embd)")
     block_size: int | None = opt(None, "context length in tokens (default: from --model)")
     rope_theta: float | None = opt(None, "rotary embedding base (default: from --model, else 10000)")
     tie_embeddings: bool | None = opt(None, "share input embedding and output head weights (default: from --model)")
@@ -466,6 +488,14 @@ class PretrainConfig(Config):
     lstm_hidden: int | None = opt(None, "with --arch lstm: LSTM hidden width (default: the width "
                                   "that gives the LSTM as many parameters as the GPT of the "
                                   "other model options)")
+    mask_prob: float | None = opt(None, "with --objective mlm: share of each sequence's tokens "
+                                  "to predict (default 0.15); of those, 80% are replaced by "
+                                  "[MASK], 10% by a random token and 10% kept")
+    whole_word: bool | None = opt(None, "with --objective mlm: mask whole words, a token with its "
+                                  "## continuations, and every Chinese character on its own "
+                                  "(default: on); off: single tokens")
+    vocab_size: int | None = opt(None, "with --objective mlm and no --tokenizer: size of the "
+                                 "WordPiece vocabulary trained on --data (default 8192)")
     # optimisation
     batch_size: int = opt(16, "sequences per micro-batch per process")
     grad_accum: int = opt(1, "micro-batches accumulated per optimizer step")
@@ -514,6 +544,10 @@ class PretrainConfig(Config):
     # 1.74 at 5e-3; the GPT's 2e-3 leaves it far behind early on)
     presets["shakespeare-char-lstm"] = {**presets["shakespeare-char"], "arch": "lstm",
                                         "learning_rate": 1e-2}
+    # BERT's recipe (AdamW, weight decay 0.01, dropout 0.1, sequences of 128) at a small scale
+    presets["mlm"] = {"objective": "mlm", "model": "tiny", "batch_size": 32, "max_steps": 2000,
+                      "learning_rate": 1e-3, "warmup_steps": 100, "weight_decay": 0.01,
+                      "beta2": 0.98, "dropout": 0.1, "eval_every": 250, "ckpt_every": 500}
     preset_help: ClassVar = {
         "tiny": "4 layers, 128 wide: a minute on a laptop CPU (default)",
         "test": "2 layers, 32 wide, 20 steps: for tests",
@@ -523,6 +557,9 @@ class PretrainConfig(Config):
         "shakespeare-char-lstm": "shakespeare-char's budget for a 2-layer LSTM (hidden 241) with "
                                  "the parameter count of its 4L/4H/128d GPT (0.87M at 65 "
                                  "characters), learning rate 1e-2",
+        "mlm": "a BERT-tiny encoder by masked-language modelling (--objective mlm): 2L/2H/128d, "
+               "sequences of 128, WordPiece vocabulary of 8192, batch 32, 2000 steps, lr 1e-3, "
+               "dropout 0.1",
     }
 
     def validate(self):
@@ -538,6 +575,7 @@ class PretrainConfig(Config):
             raise GoldmineError(f"dropout: must be in [0, 1), got {self.dropout}")
         if self.max_time is not None:
             parse_duration(self.max_time)
+        self._validate_objective()
         lstm_options = ("lstm_layers", "lstm_hidden")
         if self.arch == "lstm":
             if self.rope_theta is not None:
@@ -549,6 +587,36 @@ class PretrainConfig(Config):
             for name in lstm_options:
                 if getattr(self, name) is not None:
                     raise GoldmineError(f"{name}: only with --arch lstm")
+
+    def _validate_objective(self):
+        mlm_options = ("mask_prob", "whole_word", "vocab_size")
+        if self.objective == "clm":
+            for name in mlm_options:
+                if getattr(self, name) is not None:
+                    raise GoldmineError(f"{name}: only with --objective mlm")
+            if self.model not in MODEL_PRESETS:
+                raise GoldmineError(f"model: {self.model!r} is an encoder preset (--objective "
+                                    f"mlm); GPT presets: {', '.join(MODEL_PRESETS)}")
+            return
+        if self.arch != "gpt":
+            raise GoldmineError(f"arch: --objective mlm trains a BERT-style encoder; --arch "
+                                f"{self.arch} is a next-token language model (--objective clm)")
+        for name in ("n_kv_head", "rope_theta", "tie_embeddings"):
+            if getattr(self, name) is not None:
+                raise GoldmineError(f"{name}: only for the GPT (--objective clm); the encoder "
+                                    "has full multi-head attention, learned positions and a "
+                                    "decoder tied to its word embeddings")
+        if self.model not in ENCODER_PRESETS:
+            raise GoldmineError(f"model: {self.model!r} is a GPT preset; with --objective mlm "
+                                f"choose an encoder: {', '.join(ENCODER_PRESETS)}")
+        if self.mask_prob is not None and not 0.0 < self.mask_prob < 1.0:
+            raise GoldmineError(f"mask_prob: must be between 0 and 1, got {self.mask_prob}")
+        if self.vocab_size is not None:
+            if self.tokenizer is not None:
+                raise GoldmineError("vocab_size: sizes the WordPiece vocabulary trained when no "
+                                    "--tokenizer is given; the tokenizer given has its own")
+            if self.vocab_size < 16:
+                raise GoldmineError(f"vocab_size: must be >= 16, got {self.vocab_size}")
 
 
 @dataclass
@@ -604,17 +672,23 @@ class FinetuneClassifyConfig(Config):
     """goldmine finetune classify: fine-tune a BERT-family encoder or a goldmine GPT (or LoRA
     adapters on either) for text classification; the result loads with transformers'
     AutoModelForSequenceClassification. Or, with --arch logreg, train the linear baseline
-    (goldmine/baselines/logreg.py)."""
+    (goldmine/baselines/logreg.py); with --arch cnn, a small convolutional network on images
+    (goldmine/baselines/cnn.py)."""
 
     arch: str = opt("transformer", "what to train: transformer (fine-tune --model) or logreg (a "
                     "logistic regression on hashed word and character n-grams, from scratch, "
-                    "in seconds on a CPU: the baseline to beat)",
-                    choices=["transformer", "logreg"])
+                    "in seconds on a CPU: the baseline to beat), or cnn (a small convolutional "
+                    "network for images, from scratch)",
+                    choices=["transformer", "logreg", "cnn"])
     data: str | None = opt(None, "a prepared classify dataset (`goldmine data prepare --kind "
-                           "classify`) or a .csv/.tsv/.jsonl file with text and label columns")
+                           "classify`) or a .csv/.tsv/.jsonl file with text and label columns; "
+                           "cnn: an image folder (one sub-folder per label), a folder of "
+                           "MNIST-format IDX files, or digits (scikit-learn's 8x8 digits, the "
+                           "default)")
     model: str = opt("minilm", "backbone: minilm (the embedded all-MiniLM-L6-v2), a local "
                      "Hugging Face encoder directory (BERT, MiniLM, RoBERTa, ...), or a "
-                     "goldmine GPT run (a classification head on its last token)")
+                     "goldmine GPT run (a classification head on its last token), or a `pretrain "
+                     "--objective mlm` encoder run")
     out: str | None = opt(None, "output directory (default: the run directory under GOLDMINE_HOME)")
     text_column: str = opt("text", "raw files: column holding the text")
     label_column: str = opt("label", "raw files: column holding the label")
@@ -624,17 +698,21 @@ class FinetuneClassifyConfig(Config):
                            "(`goldmine data prepare --folds K`) is this one, train on the others")
     max_length: int = opt(128, "truncate longer texts to this many tokens (counted and reported)")
     # optimisation
-    epochs: float = opt(3.0, "passes over the training set (fractions allowed; logreg: 10)")
+    epochs: float | None = opt(None, "passes over the training set, fractions allowed "
+                               "(default: transformer 3, logreg 10, cnn 30)")
     max_steps: int | None = opt(None, "stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = opt(32, "examples per optimizer step (logreg: 64)")
-    learning_rate: float = opt(5e-5, "peak learning rate (LoRA: use ~1e-3; logreg: 4)")
+    batch_size: int | None = opt(None, "examples per optimizer step (default: transformer 32, "
+                                 "logreg and cnn 64)")
+    learning_rate: float | None = opt(None, "peak learning rate (default: transformer 5e-5 (with "
+                                      "LoRA use ~1e-3), logreg 4, cnn 3e-3)")
     head_lr_scale: float = opt(20.0, "full fine-tuning: the new head (classifier and pooler) "
                                "learns at this multiple of --learning-rate (it starts from "
                                "random weights; 1: one rate for all)")
     weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and LayerNorm)")
-    warmup_ratio: float = opt(0.06, "share of the steps with a linear warmup (logreg: 0)")
-    schedule: str = opt("linear", "decay after warmup (logreg: cosine)",
-                        choices=["linear", "cosine", "constant"])
+    warmup_ratio: float | None = opt(None, "share of the steps with a linear warmup (default: "
+                                     "transformer 0.06, logreg and cnn 0)")
+    schedule: str | None = opt(None, "decay after warmup (default: transformer linear, logreg "
+                               "and cnn cosine)", choices=["linear", "cosine", "constant"])
     grad_clip: float = opt(1.0, "clip the global gradient norm (0: off)")
     class_weights: str = opt("none", "none, or auto: weight the loss by inverse label frequency "
                              "(for skewed labels)", choices=["none", "auto"])
@@ -657,47 +735,69 @@ class FinetuneClassifyConfig(Config):
     l2: float = opt(1e-5, "logreg: L2 penalty, (l2 / 2) * ||W||^2 added to the mean log-loss "
                     "(not on the bias); scikit-learn's C = 1 / (n * l2)")
     momentum: float = opt(0.9, "logreg: SGD momentum (0: plain SGD)")
+    # cnn (--arch cnn)
+    cnn_size: str = opt("medium", "cnn: network size: small (conv 16-32, dense 64), medium "
+                        "(conv 32-64, dense 128) or large (conv 32-64-128, dense 256)",
+                        choices=["small", "medium", "large"])
+    image_size: str | None = opt(None, "cnn: resize every image to SIZE (square) or WIDTHxHEIGHT "
+                                 "pixels (default: the most common size of the training "
+                                 "images; others are resized, and counted)", metavar="SIZE")
+    augment: str = opt("shift", "cnn: training-time augmentation: none, shift (move each image "
+                       "by up to 10% of its side, seeded per step) or shift-flip (also mirror "
+                       "half of them left-right: photos, not digits)",
+                       choices=["none", "shift", "shift-flip"])
     # evaluation, early stopping, checkpoints
     eval_every: int | None = opt(None, "evaluate every N steps (default: once per epoch)")
-    metric: str = opt("f1_macro", "validation metric for best-checkpoint selection and early "
-                      "stopping (logreg: loss)", choices=["f1_macro", "accuracy", "loss"])
-    patience: int = opt(3, "stop after this many evaluations without improvement (0: never)")
+    metric: str | None = opt(None, "validation metric for best-checkpoint selection and early "
+                             "stopping (default: transformer f1_macro, logreg and cnn loss)",
+                             choices=["f1_macro", "accuracy", "loss"])
+    patience: int | None = opt(None, "stop after this many evaluations without improvement (0: "
+                               "never; default: transformer 3, logreg and cnn 0)")
     seed: int = opt(42, "random seed (head initialisation, shuffling, dropout)")
     device: str = opt("auto", "device: " + DEVICES)
     resume: str | None = opt(None, "continue an interrupted run: its run id or directory")
 
-    # what --arch logreg uses where an option is left at its (transformer) default
+    # what --arch logreg / cnn use where an option is left at its (transformer) default
     arch_defaults: ClassVar = {
+        "transformer": {"learning_rate": 5e-5, "epochs": 3.0, "batch_size": 32,
+                        "schedule": "linear", "warmup_ratio": 0.06, "metric": "f1_macro",
+                        "patience": 3},
         "logreg": {"learning_rate": 4.0, "epochs": 10.0, "batch_size": 64, "schedule": "cosine",
-                   "warmup_ratio": 0.0, "metric": "loss"},
+                   "warmup_ratio": 0.0, "metric": "loss", "patience": 0},
+        "cnn": {"learning_rate": 3e-3, "epochs": 30.0, "batch_size": 64, "schedule": "cosine",
+                "warmup_ratio": 0.0, "metric": "loss", "patience": 0},
     }
-    # options that mean something for one arch only; setting one for another is an error
+    # options that mean something for some archs only; setting one for another is an error
     arch_options: ClassVar = {
         "transformer": ("model", "max_length", "head_lr_scale", "weight_decay", "grad_clip",
                         "group_by_length", "lora", "lora_r", "lora_alpha", "lora_dropout"),
         "logreg": ("word_ngrams", "char_ngrams", "char_scope", "hash_buckets", "tfidf", "l2",
                    "momentum"),
+        "cnn": ("cnn_size", "image_size", "augment", "weight_decay", "grad_clip"),
     }
     presets: ClassVar = {
         "default": {},
         "lora": {"lora": True, "learning_rate": 1e-3},
         "test": {"epochs": 1.0, "batch_size": 8, "max_length": 32, "patience": 0},
-        "logreg": {"arch": "logreg", **arch_defaults["logreg"]},
+        "logreg": {"arch": "logreg"},
+        "cnn": {"arch": "cnn"},
     }
     preset_help: ClassVar = {
         "default": "full fine-tuning, 3 epochs, lr 5e-5",
         "lora": "LoRA adapters (r=8) and the head, lr 1e-3",
         "test": "one short epoch: for tests",
         "logreg": "the linear baseline (--arch logreg): SGD with momentum 0.9, lr 4 with cosine "
-                  "decay, 10 epochs of 64, best and early stopping by val log-loss",
+                  "decay, 10 epochs of 64, the best epoch by val log-loss",
+        "cnn": "the image baseline (--arch cnn): conv 32-64 and dense 128, AdamW lr 3e-3 with "
+               "cosine decay, 30 epochs of 64 with shift augmentation, the best epoch by val "
+               "log-loss",
     }
 
     def with_arch_defaults(self) -> FinetuneClassifyConfig:
-        """A copy where options still at their default take the chosen arch's own (logreg
-        learns at 4, not 5e-5)."""
-        defaults = type(self).__dataclass_fields__
-        unset = {k: v for k, v in self.arch_defaults.get(self.arch, {}).items()
-                 if getattr(self, k) == field_default(defaults[k])}
+        """A copy where the options left unset (None) take the chosen arch's defaults (logreg
+        learns at 4, a transformer at 5e-5); a value given, whatever it is, stays."""
+        unset = {k: v for k, v in self.arch_defaults[self.arch].items()
+                 if getattr(self, k) is None}
         return self.update(unset)
 
     def ngram_range(self, name: str) -> tuple[int, int]:
@@ -714,28 +814,49 @@ class FinetuneClassifyConfig(Config):
                                 f"none); got {text!r}")
         return lo, hi
 
+    def image_hw(self) -> tuple[int, int] | None:
+        """--image-size "28" or "32x24" (width x height) as (height, width); None: not given."""
+        if self.image_size is None:
+            return None
+        text = str(self.image_size).lower().strip()
+        w, sep, h = text.partition("x")
+        try:
+            w, h = int(w), int(h) if sep else int(w)
+        except ValueError:
+            raise GoldmineError(f"image_size: expected SIZE or WIDTHxHEIGHT in pixels, such as "
+                                f"28 or 32x24; got {self.image_size!r}") from None
+        if not (1 <= w <= 4096 and 1 <= h <= 4096):
+            raise GoldmineError(f"image_size: sides must be between 1 and 4096 pixels; got "
+                                f"{self.image_size!r}")
+        return h, w
+
     def validate(self):
         super().validate()
         if not 0.0 < self.val_fraction < 1.0:
             raise GoldmineError(f"val_fraction: must be between 0 and 1, got {self.val_fraction}")
         for name in ("batch_size", "max_length", "lora_r"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise GoldmineError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.epochs <= 0 or self.learning_rate <= 0:
-            raise GoldmineError("epochs and learning_rate must be > 0")
-        if not 0.0 <= self.warmup_ratio < 1.0:
+        for name in ("epochs", "learning_rate"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise GoldmineError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.warmup_ratio is not None and not 0.0 <= self.warmup_ratio < 1.0:
             raise GoldmineError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.patience is not None and self.patience < 0:
+            raise GoldmineError(f"patience: must be >= 0, got {self.patience}")
         if self.head_lr_scale <= 0:
             raise GoldmineError(f"head_lr_scale: must be > 0, got {self.head_lr_scale}")
         if self.fold is not None and self.fold < 0:
             raise GoldmineError(f"fold: must be >= 0, got {self.fold}")
         defaults = type(self).__dataclass_fields__
+        owners: dict[str, list[str]] = {}  # option -> the archs it applies to
         for arch, names in self.arch_options.items():
-            given = [n for n in names if arch != self.arch
-                     and getattr(self, n) != field_default(defaults[n])]
-            if given:
-                raise GoldmineError(f"{given[0]}: applies to --arch {arch} only, and this run "
-                                    f"is --arch {self.arch}; drop it")
+            for name in names:
+                owners.setdefault(name, []).append(arch)
+        for name, archs in owners.items():
+            if self.arch not in archs and getattr(self, name) != field_default(defaults[name]):
+                raise GoldmineError(f"{name}: applies to --arch {' and '.join(archs)} only, "
+                                    f"and this run is --arch {self.arch}; drop it")
         if self.arch == "logreg":
             if self.ngram_range("word_ngrams") == self.ngram_range("char_ngrams") == (0, 0):
                 raise GoldmineError("word_ngrams, char_ngrams: both 0 leaves a logreg model no "
@@ -745,6 +866,8 @@ class FinetuneClassifyConfig(Config):
                                     f"{self.hash_buckets}")
             if self.l2 < 0 or not 0.0 <= self.momentum < 1.0:
                 raise GoldmineError("l2 must be >= 0 and momentum in [0, 1)")
+        if self.arch == "cnn":
+            self.image_hw()  # a bad --image-size fails here
 
 
 @dataclass
@@ -828,7 +951,8 @@ class EvaluateConfig(Config):
                             "backbone to fine-tune")
     data: str | None = opt(None, "a prepared dataset (its test split, else val) or a "
                            ".csv/.tsv/.jsonl file with text and label columns (text files for "
-                           "a GPT)")
+                           "a GPT); for an image classifier: digits, an IDX folder or an image "
+                           "folder (test split, else val, else all of it)")
     split: str | None = opt(None, "which split of a prepared dataset (default: test, else val)")
     text_column: str = opt("text", "raw files: column holding the text")
     label_column: str = opt("label", "raw files: column holding the label")
@@ -867,8 +991,9 @@ class PredictConfig(Config):
     """goldmine predict: label a file with a fine-tuned classifier (streamed)."""
 
     model: str | None = opt(None, "a fine-tuned classifier: its run id or directory")
-    inputs: list[str] = opt([], "CSV/TSV/JSONL/TXT files to label", positional=True,
-                            metavar="INPUT")
+    inputs: list[str] = opt([], "CSV/TSV/JSONL/TXT files to label; for an image classifier "
+                            "(--arch cnn): image files, folders of them, an IDX folder or digits",
+                            positional=True, metavar="INPUT")
     out: str | None = opt(None, "output file (.jsonl or .csv; default: INPUT.predictions.jsonl)")
     text_column: str = opt("text", "column holding the text")
     batch_size: int = opt(64, "examples per forward pass")
@@ -1452,7 +1577,8 @@ class CompareConfig(Config):
                           "be the same)", positional=True, metavar="RUN")
     data: str | None = opt(None, "labelled data all models are measured on: a prepared "
                            "classify dataset (its test split, else val) or a .csv/.tsv/.jsonl "
-                           "file (default: the data of the evaluate runs given)")
+                           "file; image classifiers: digits, an IDX folder or an image folder "
+                           "(default: the data of the evaluate runs given)")
     split: str | None = opt(None, "which split of a prepared dataset (default: test, else val)")
     text_column: str = opt("text", "raw files: column holding the text")
     label_column: str = opt("label", "raw files: column holding the label")

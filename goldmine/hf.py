@@ -11,7 +11,9 @@ is written once into `workdir` as a Hugging Face Llama directory, so transformer
 sequence-classification head (pooling the last non-pad token) fine-tunes it like an encoder.
 A local Llama-family directory (Llama, Mistral, Qwen2) is imported the same way, through the
 GPT, which gives its tokenizer goldmine's pad, BOS and EOS tokens. Other decoder-only
-directories (GPT-2, Falcon, ...) are refused.
+directories (GPT-2, Falcon, ...) are refused. A BERT-style encoder pretrained by goldmine
+(`pretrain --objective mlm`: run id, run directory or checkpoint directory) is written into
+`workdir` as the Hugging Face BERT directory it already is in all but name.
 """
 
 from __future__ import annotations
@@ -169,12 +171,18 @@ def gpt_to_hf(ckpt: Path, out: Path) -> Path:
 
 
 def resolve_backbone(ref: str, workdir: Path) -> tuple[Path, Path | None]:
-    """(Hugging Face directory to fine-tune, the goldmine GPT checkpoint it was converted from
-    or None). Encoders are checked by `resolve_encoder` and used in place; a goldmine GPT is
-    converted into `workdir`/backbone."""
+    """(Hugging Face directory to fine-tune, the goldmine checkpoint it was converted from
+    or None). Encoders are checked by `resolve_encoder` and used in place; a goldmine GPT or
+    encoder (`pretrain --objective mlm`) run is converted into `workdir`/backbone."""
+    from goldmine.checkpoint import model_arch
+
     ckpt = gpt_checkpoint(ref) or hf_causal_lm(ref)
     if ckpt is None:
         return resolve_encoder(ref), None
+    if model_arch(ckpt) == "bert":  # `pretrain --objective mlm`: BERT weights already
+        from goldmine.encoder import checkpoint_to_hf
+
+        return checkpoint_to_hf(ckpt, Path(workdir) / "backbone"), ckpt
     return gpt_to_hf(ckpt, Path(workdir) / "backbone"), ckpt
 
 

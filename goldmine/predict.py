@@ -22,6 +22,14 @@ is kept as `input_<name>`. Rows without text and rows that cannot be read are wr
 order. An output file appears (atomically) only when complete.
 
 Memory is bounded by a batch of rows, whatever the input size.
+
+An image classifier (`finetune classify --arch cnn`) labels images instead (`predict_images`):
+image files, folders of them (searched recursively; each file is a row with its path in
+`image`), or the labelled forms training reads (`digits`, a folder of MNIST-format IDX files,
+a folder of label folders; each image a row with `image`, its `split` and its label as
+`input_label`). Images of another size or mode than the model's are resized or converted, and
+counted; a file that cannot be decoded is written with `label: null` and an error. Text given
+to an image model, and images to a text model, are errors that say so.
 """
 
 from __future__ import annotations
@@ -208,6 +216,16 @@ def predict(cfg: PredictConfig | None = None, **overrides: Any) -> dict[str, Any
     tune_cpu_allocator()  # inference on CPU: keep freed activations mapped (see runtime.py)
     if not cfg.model:
         raise GoldmineError("model: give --model (a fine-tuned classifier's run id or directory)")
+    from goldmine.classifier import is_image_model
+    from goldmine.data.images import is_image_source
+
+    if is_image_model(cfg.model):
+        return predict_images(cfg)
+    for inp in cfg.inputs:
+        if is_image_source(inp):
+            raise GoldmineError(f"{inp}: images, and {cfg.model} is a text classifier; give "
+                                "it .csv/.tsv/.jsonl/.txt files, or label images with an image "
+                                "classifier (`finetune classify --arch cnn`)")
     files = collect_table_files(cfg.inputs)
     plan = plan_outputs(files, cfg.out)
     inputs = {f.resolve() for f in files}
@@ -315,4 +333,156 @@ def predict(cfg: PredictConfig | None = None, **overrides: Any) -> dict[str, Any
         write_json(run.dir / "predict.json", result)
         info(f"{n_rows - n_errors:,} of {n_rows:,} rows labelled in {seconds:.1f}s "
              f"({result['rows_per_s'] or 0:,.0f} rows/s) → {', '.join(outputs)}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# images (an --arch cnn model)
+# ---------------------------------------------------------------------------------------------
+def _image_units(inputs: list[str]) -> list[tuple[Path, str]]:
+    """Each input as (path, kind): "file" (one image), "loose" (a folder of image files) or
+    "dataset" (digits, IDX files, label folders); text inputs are an error."""
+    from goldmine.data.images import IDX_IMAGES, IMAGE_SUFFIXES, is_digits, is_image_source
+
+    if not inputs:
+        raise GoldmineError("no inputs given: name image files or folders, an IDX folder or "
+                            "digits")
+    units = []
+    for raw in inputs:
+        p = Path(raw)
+        if is_digits(raw):
+            units.append((p, "dataset"))
+        elif not p.exists():
+            raise GoldmineError(f"{p}: not found")
+        elif p.is_file() and IDX_IMAGES.match(p.name):
+            units.append((p.parent, "dataset"))
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise GoldmineError(f"{p}: not an image ({p.suffix or 'no extension'}); the "
+                                    "model is an image classifier (--arch cnn): give image "
+                                    f"files ({', '.join(IMAGE_SUFFIXES)}), folders of them, an "
+                                    "IDX folder or digits")
+            units.append((p, "file"))
+        elif any(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
+            units.append((p, "loose"))
+        elif is_image_source(p):
+            units.append((p, "dataset"))
+        else:
+            raise GoldmineError(f"{p}: no images in the folder; the model is an image "
+                                "classifier (--arch cnn): give image files, folders of them, "
+                                "an IDX folder or digits")
+    return units
+
+
+def _image_rows(clf, path: Path, kind: str, counts: Counter) -> Iterator[
+        tuple[dict[str, Any], Any, str | None]]:
+    """(fields, pixels (C, H, W) or None, error) per image of one input, at the model's size
+    and mode; `counts` gets "resized" and "converted"."""
+    from goldmine.data.images import IMAGE_SUFFIXES, _hidden, open_image, read_images, to_array
+
+    if kind == "dataset":
+        data = read_images(path, size=clf.size, mode=clf.mode, progress=False)
+        counts["resized"] += data.resized
+        counts["converted"] += data.converted
+        for note in data.messages():
+            from goldmine.progress import info
+
+            info(f"[yellow]{note}[/]")
+        for split, images in data.splits.items():
+            for i, where in enumerate(images.where):
+                fields = {"image": where}
+                if data.named_splits:
+                    fields["split"] = split
+                fields["input_label"] = images.labels[i]
+                yield fields, images.pixels[i], None
+        return
+    files = [path] if kind == "file" else sorted(
+        f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        and not _hidden(f, path))
+    for f in files:
+        try:
+            pixels, resized, converted = to_array(open_image(f, str(f)), clf.size, clf.mode)
+        except GoldmineError as e:
+            yield {"image": str(f)}, None, str(e)
+            continue
+        counts["resized"] += resized
+        counts["converted"] += converted
+        yield {"image": str(f)}, pixels, None
+
+
+def predict_images(cfg: PredictConfig) -> dict[str, Any]:
+    """`goldmine predict` with an image classifier (see the module docstring); returns the keys
+    of `predict`, with `resized` and `converted` image counts."""
+    from goldmine.classifier import Classifier
+    from goldmine.files import write_json
+    from goldmine.progress import info, progress_bar
+    from goldmine.registry import start_run
+
+    if cfg.text_column != "text":
+        raise GoldmineError("text_column: an image classifier reads images, not a text column; "
+                            "drop --text-column")
+    units = _image_units(cfg.inputs)
+    plan = plan_outputs([p for p, _ in units], cfg.out)
+    kinds = {p: kind for p, kind in units}
+    clf = Classifier.load(cfg.model, device=cfg.device, max_length=cfg.max_length)
+    labels = clf.labels
+    top_k = min(cfg.top_k, len(labels)) if cfg.top_k else len(labels)
+    counts: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    images: Counter[str] = Counter()
+    n_rows = 0
+    with start_run("predict", cfg.to_dict()) as run:
+        run.add_parent_from_path(clf.path)
+        t0 = time.perf_counter()
+        outputs: list[str] = []
+        with progress_bar() as bar:
+            task = bar.add_task("predict", total=None, stats="")
+            for target, sources in plan:
+                columns = ["image", "split", "input_label"] if any(
+                    kinds[s] == "dataset" for s in sources) else ["image"]
+                writer = _Writer(target, labels, columns)
+                try:
+                    buffer: list[tuple[dict[str, Any], Any, str | None]] = []
+                    for src in sources:
+                        run.add_parent_from_path(src)
+                        for fields, pixels, error in _image_rows(clf, src, kinds[src], images):
+                            n_rows += 1
+                            if error is not None:
+                                errors["unreadable"] += 1
+                            buffer.append((fields, pixels, error))
+                            if len(buffer) >= cfg.batch_size:
+                                _label_batch(clf, buffer, writer, top_k, counts, cfg.batch_size)
+                                bar.update(task, completed=n_rows, stats=f"{n_rows:,} images")
+                    if buffer:
+                        _label_batch(clf, buffer, writer, top_k, counts, cfg.batch_size)
+                    writer.close()
+                except BaseException:
+                    writer.abort()
+                    raise
+                outputs.append(str(target))
+            bar.update(task, completed=n_rows, stats=f"{n_rows:,} images")
+        seconds = time.perf_counter() - t0
+        n_errors = sum(errors.values())
+        if n_errors:
+            info(f"[yellow]{n_errors:,} image(s) could not be read (written with label null and "
+                 "an error)[/]")
+        for what in ("resized", "converted"):
+            if images[what]:
+                info(f"[yellow]{images[what]:,} image(s) {what} to the model's "
+                     f"{clf.describe_input()}[/]")
+        result = {"run_id": run.id, "outputs": outputs, "rows": n_rows, "errors": n_errors,
+                  "errors_by_reason": dict(errors),
+                  "labels_count": {lab: counts[lab] for lab in labels},
+                  "truncated": 0, "resized": images["resized"],
+                  "converted": images["converted"], "seconds": seconds,
+                  "rows_per_s": n_rows / seconds if seconds > 0 else None,
+                  "model": str(clf.path), "labels": labels}
+        run.log_metrics({"rows": n_rows, "errors": n_errors, "resized": images["resized"],
+                         "converted": images["converted"], "seconds": seconds,
+                         "rows_per_s": result["rows_per_s"]})
+        for i, path in enumerate(outputs):
+            run.add_artifact("predictions" if len(outputs) == 1 else f"predictions-{i}", path)
+        write_json(run.dir / "predict.json", result)
+        info(f"{n_rows - n_errors:,} of {n_rows:,} images labelled in {seconds:.1f}s "
+             f"({result['rows_per_s'] or 0:,.0f} images/s) → {', '.join(outputs)}")
     return result

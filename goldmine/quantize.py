@@ -454,9 +454,11 @@ def resolve_source(ref: str) -> Source:
         refuse_lstm(ckpt, f"run: {label}", "quantized", " (int8 here covers the GPT's and "
                     "classifiers' linear layers); it runs in fp32 in generate and evaluate")
         return Source("gpt", ckpt, _registry_row(ckpt), _weights_mb(ckpt))
+    from goldmine.baselines import cnn
     from goldmine.baselines.logreg import QUANTIZE_REFUSAL, refuse
 
     refuse(p, QUANTIZE_REFUSAL)
+    cnn.refuse(p, cnn.QUANTIZE_REFUSAL)
     model_dir = p if (p / "config.json").is_file() else p / "model"
     if not (model_dir / "config.json").is_file():
         raise GoldmineError(f"run: {label} at {p} holds no model to quantize (no checkpoint, "

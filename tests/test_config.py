@@ -97,3 +97,16 @@ def test_shipped_yaml_configs_load():
         assert first.startswith("# goldmine "), f"{f.name} opens with the command that uses it"
         cmd = first.split()[2]
         kinds[cmd].load(yaml_path=f)
+
+
+def test_an_option_given_at_another_archs_default_is_kept():
+    from goldmine.config import FinetuneClassifyConfig
+
+    cnn = FinetuneClassifyConfig(arch="cnn").with_arch_defaults()
+    assert (cnn.epochs, cnn.learning_rate, cnn.patience) == (30.0, 3e-3, 0)
+    typed = FinetuneClassifyConfig.load(None, None, {"arch": "cnn", "epochs": 3.0,
+                                                     "learning_rate": 5e-5}).with_arch_defaults()
+    assert (typed.epochs, typed.learning_rate, typed.batch_size) == (3.0, 5e-5, 64)
+    logreg = FinetuneClassifyConfig.from_preset("logreg").update({"patience": 3})
+    assert logreg.with_arch_defaults().patience == 3
+    assert FinetuneClassifyConfig().with_arch_defaults().learning_rate == 5e-5

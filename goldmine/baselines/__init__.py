@@ -3,4 +3,6 @@ task can answer "how much better is the big model than the cheap one?".
 
     logreg.py   hashed word and character n-grams + multinomial logistic regression
                 (`goldmine finetune classify --arch logreg`)
+    cnn.py      a small convolutional network for images
+                (`goldmine finetune classify --arch cnn`)
 """

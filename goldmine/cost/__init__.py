@@ -15,6 +15,11 @@ The LSTM baseline (goldmine/lstm.py) is counted the same way and has no context 
 token multiplies the embedding (or the previous layer's output) and the previous hidden state
 by each layer's gate matrices, 4H x (in + H), then the projection and the head, so training
 costs 6 N per token for N weights in those matrices, at any context length.
+
+The BERT-style encoder (goldmine/encoder.py) is a transformer like the GPT, attention term
+included (bidirectional attention computes the full square that the formula already counts);
+its MLM head (a dense layer and the tied vocabulary projection) runs only on the masked
+positions, so it counts for that share of the tokens (15%).
 """
 
 from __future__ import annotations
@@ -74,6 +79,25 @@ def lstm_flops_per_token(cfg, training: bool = True) -> float:
     return 3 * forward if training else forward
 
 
+def encoder_matmul_weights(cfg) -> tuple[int, int]:
+    """(weights in the encoder's layers' matrices, weights in its MLM head's) for an
+    EncoderConfig: per layer q, k, v and output C x C each and the feed-forward's 2 C F; the
+    head's transform C x C and the decoder C x V (the word embeddings, tied)."""
+    C, F = cfg.n_embd, cfg.intermediate_size
+    return cfg.n_layer * (4 * C * C + 2 * C * F), C * C + C * cfg.vocab_size
+
+
+def encoder_flops_per_token(cfg, seq_len: int | None = None, training: bool = True,
+                            predicted: float = 0.15) -> float:
+    """FLOPs of the encoder per token: its layers and attention like the GPT's, and the MLM
+    head on the `predicted` share of the positions (1.0: logits everywhere)."""
+    layers, head = encoder_matmul_weights(cfg)
+    T = seq_len or cfg.block_size
+    forward = 2 * (layers + predicted * head) + attention_flops_per_token(
+        cfg.n_layer, cfg.n_embd, T, training=False)
+    return 3 * forward if training else forward
+
+
 def attention_flops_per_token(n_layer: int, n_embd: int, seq_len: int,
                               training: bool = True) -> float:
     """The attention term: scores (Q K^T) and weighted sum (A V) cost 2 * 2 * T * C FLOPs per
@@ -87,6 +111,8 @@ def flops_per_token(cfg, seq_len: int | None = None, training: bool = True) -> f
     (`cfg.arch == "lstm"`) do not depend on the context (`lstm_flops_per_token`)."""
     if getattr(cfg, "arch", "gpt") == "lstm":
         return lstm_flops_per_token(cfg, training)
+    if getattr(cfg, "arch", "gpt") == "bert":
+        return encoder_flops_per_token(cfg, seq_len, training)
     T = seq_len or cfg.block_size
     forward = 2 * matmul_weights(cfg) + attention_flops_per_token(cfg.n_layer, cfg.n_embd, T,
                                                                   training=False)

@@ -56,16 +56,26 @@ def cost_train(cfg: CostTrainConfig | None = None, **overrides: Any) -> dict[str
 
     cfg = _config(CostTrainConfig, cfg, overrides)
     run = measured_speed(cfg.from_run) if cfg.from_run else None
-    lstm = bool(run and run["model"] and run["model"].get("arch") == "lstm")
-    model = None
+    arch = run["model"].get("arch") if run and run["model"] else None
+    lstm = arch == "lstm"
+    model = encoder = None
     if cfg.model:
         model = resolve_model(cfg.model, cfg.vocab_size)
-    elif run and run["model"] and not lstm:
+    elif run and run["model"] and arch not in ("lstm", "bert"):
         model = resolve_model(run["model"], cfg.vocab_size)
+    elif arch == "bert":  # `pretrain --objective mlm`: a transformer whose head sees 15% of tokens
+        from goldmine.encoder import EncoderConfig
+
+        encoder = EncoderConfig.from_dict(run["model"])
     if cfg.params:
         params = cfg.params
     elif model is not None:
         params = matmul_weights(model)
+    elif encoder is not None:
+        from goldmine.cost import encoder_matmul_weights
+
+        layers, head = encoder_matmul_weights(encoder)
+        params = layers + (run.get("mask_prob") or 0.15) * head
     elif lstm:  # no attention term: 6·N·D with N its matmul weights is all an LSTM costs
         from goldmine.cost import lstm_matmul_weights
         from goldmine.lstm import LSTMConfig
@@ -94,7 +104,8 @@ def cost_train(cfg: CostTrainConfig | None = None, **overrides: Any) -> dict[str
             notes.append(f"the MFU was measured on a CPU (against its measured matmul peak); "
                          f"on {hw.name} large runs typically reach 0.3-0.5")
 
-    result = training_cost(params, tokens, hw, cfg.gpus, model=model, seq_len=cfg.seq_len,
+    result = training_cost(params, tokens, hw, cfg.gpus, model=model or encoder,
+                           seq_len=cfg.seq_len,
                            dtype=cfg.dtype, price_per_gpu_hour=cfg.price_per_gpu_hour,
                            pue=cfg.pue, mfu_from=mfu_from, **speed)
     result["notes"] += notes

@@ -196,6 +196,10 @@ def _build(values: dict[str, Any], vocab_size: int | None, where: str):
         raise GoldmineError(f"model: {where} is an LSTM (`pretrain --arch lstm`); the model "
                             "options size GPTs. Price an LSTM run with --from-run (its 6·N·D "
                             "has no attention term) or give --params")
+    if values.get("arch") == "bert":
+        raise GoldmineError(f"model: {where} is a BERT-style encoder (`pretrain --objective mlm`); "
+                            "the model options size GPTs. Price an encoder run with --from-run, "
+                            "or give --params")
     if vocab_size:
         values = {**values, "vocab_size": vocab_size}
     try:
@@ -263,4 +267,5 @@ def measured_speed(ref: str) -> dict[str, Any]:
             "device": m.get("device"), "precision": m.get("precision"),
             "world_size": m.get("world_size") or 1, "tokens": m.get("tokens"),
             "params": m.get("params"), "flops_per_token": m.get("flops_per_token"),
-            "model": row["config"].get("resolved_model")}
+            "model": row["config"].get("resolved_model"),
+            "mask_prob": row["config"].get("mask_prob")}

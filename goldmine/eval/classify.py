@@ -269,6 +269,37 @@ def label_mapper(model_labels: list[str]):
     return to_model
 
 
+def _path_text(path: Path | str) -> str:
+    """A data path as recorded: absolute, except `digits` (no file)."""
+    from goldmine.data.images import is_digits
+
+    return str(path) if is_digits(path) else str(Path(path).resolve())
+
+
+def image_data(data: str, split: str | None, clf) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An image source for an image classifier: (the `resolve_data` dict, {"rows" as
+    `read_labelled` returns them, with the images (n, C, H, W) as "texts", "sha256", "image"}).
+    The images are read at the model's size and mode (others resized or converted, and said);
+    the split is --split, else test, else val (see goldmine.data.images.evaluation_split)."""
+    from goldmine.data.images import checksum, evaluation_split, is_digits, read_images
+    from goldmine.progress import info
+
+    src = read_images(data, size=clf.size, mode=clf.mode)
+    chosen, note = evaluation_split(src, split)
+    for message in src.messages():
+        info(f"[yellow]{message}[/]")
+    images = src.splits[chosen]
+    path = data if is_digits(data) else Path(src.source)
+    resolved = {"path": path, "split": chosen if src.named_splits else None,
+                "dataset": None if is_digits(data) else Path(src.source), "note": note,
+                "raw": False}
+    rows = {"texts": images.pixels, "labels": list(images.labels), "read": len(images),
+            "skipped": {}, "examples": {}}
+    return resolved, {"rows": rows, "sha256": checksum(src, chosen),
+                      "image": {"size": f"{src.size[1]}x{src.size[0]}", "mode": src.mode,
+                                "resized": src.resized, "converted": src.converted}}
+
+
 # --------------------------------------------------------------------------------- metrics
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray,
                                n_bins: int = ECE_BINS) -> tuple[float, list[dict[str, Any]]]:
@@ -507,12 +538,24 @@ def evaluate_classifier(cfg: EvaluateConfig | None = None, **overrides: Any) -> 
     if not cfg.data:
         raise GoldmineError("data: give --data (a prepared dataset or a labelled file)")
 
-    src = resolve_data(cfg.data, cfg.split)
+    from goldmine.classifier import is_image_model
+    from goldmine.data.images import is_image_source
+
+    images = None
+    if is_image_model(cfg.model):  # an --arch cnn model: its images, at its size and mode
+        clf = Classifier.load(cfg.model, device=cfg.device, max_length=cfg.max_length)
+        src, images = image_data(cfg.data, cfg.split, clf)
+    elif is_image_source(cfg.data):
+        raise GoldmineError(f"data: {cfg.data} holds images, and {cfg.model} is a text "
+                            "classifier; evaluate it on text, or evaluate an image classifier "
+                            "(`finetune classify --arch cnn`) on images")
+    else:
+        src = resolve_data(cfg.data, cfg.split)
     path: Path = src["path"]
     split = src["split"]
     if src["note"]:
         info(f"[yellow]{src['note']}[/]")
-    sha = _sha256(path)
+    sha = images["sha256"] if images else _sha256(path)
     baseline = None
     if cfg.baseline:
         baseline = load_baseline(cfg.baseline)
@@ -528,17 +571,21 @@ def evaluate_classifier(cfg: EvaluateConfig | None = None, **overrides: Any) -> 
                 raise GoldmineError(f"max_drop: the baseline {baseline['id']} has no {name} "
                                     "to compare with")
 
-    text_col = cfg.text_column if src["raw"] else "text"
-    label_col = cfg.label_column if src["raw"] else "label"
-    rows = read_labelled(path, text_col, label_col)
-    for reason, count in rows["skipped"].items():
-        first = rows["examples"][reason][0]
-        info(f"[yellow]{count:,} row(s) skipped ({reason.replace('_', ' ')}), e.g. {first}[/]")
-    if not rows["texts"]:
-        raise GoldmineError(f"data: {path} has no rows with both a text and a label "
-                            f"({rows['read']:,} read)")
+    if images:
+        text_col, label_col, rows = "image", "label", images["rows"]
+    else:
+        text_col = cfg.text_column if src["raw"] else "text"
+        label_col = cfg.label_column if src["raw"] else "label"
+        rows = read_labelled(path, text_col, label_col)
+        for reason, count in rows["skipped"].items():
+            first = rows["examples"][reason][0]
+            info(f"[yellow]{count:,} row(s) skipped ({reason.replace('_', ' ')}), e.g. "
+                 f"{first}[/]")
+        if not rows["texts"]:
+            raise GoldmineError(f"data: {path} has no rows with both a text and a label "
+                                f"({rows['read']:,} read)")
 
-    clf = Classifier.load(cfg.model, device=cfg.device, max_length=cfg.max_length)
+        clf = Classifier.load(cfg.model, device=cfg.device, max_length=cfg.max_length)
     to_model = label_mapper(clf.labels)
     mapped = [to_model(x) for x in rows["labels"]]
     unknown = Counter(str(raw) for raw, m in zip(rows["labels"], mapped) if m is None)
@@ -580,13 +627,16 @@ def evaluate_classifier(cfg: EvaluateConfig | None = None, **overrides: Any) -> 
                    "skipped_no_label": rows["skipped"].get("no_label", 0),
                    "unreadable": rows["skipped"].get("unreadable", 0),
                    "seconds": seconds, "rows_per_s": n / seconds if seconds > 0 else None}
-        data = {"path": str(path.resolve()), "split": split, "n": n, "sha256": sha,
+        data = {"path": _path_text(path), "split": split, "n": n, "sha256": sha,
                 "dataset": str(src["dataset"].resolve()) if src["dataset"] else None,
                 "text_column": text_col, "label_column": label_col,
                 "rows_read": rows["read"], "skipped": rows["skipped"],
                 "skipped_examples": rows["examples"], "note": src["note"]}
         model = {"path": str(clf.path.resolve()), "run_id": clf.run_id, "labels": clf.labels,
                  "max_length": clf.max_length}
+        if images:
+            data["image"] = images["image"]
+            model["input"] = clf.describe_input()
         notes = ([src["note"]] if src["note"] else []) + res["notes"]
         for note in res["notes"]:
             info(f"[yellow]{note}[/]")

@@ -247,6 +247,20 @@ def resolve_runs(cfg: CompareConfig) -> tuple[list[dict[str, Any]], dict[str, An
                                 "directories or `evaluate` runs of them")
         runs.append({"ref": ref, "model": model, "eval": ev})
 
+    from goldmine.classifier import is_image_model
+
+    image = {r["ref"]: is_image_model(r["model"]) for r in runs}
+    if any(image.values()) and not all(image.values()):
+        img = next(ref for ref, yes in image.items() if yes)
+        txt = next(ref for ref, yes in image.items() if not yes)
+        raise GoldmineError(f"runs: {img} is an image classifier and {txt} a text classifier; "
+                            "compare models that take the same inputs")
+    image = all(image.values())
+    from goldmine.data.images import is_image_source
+
+    if not image and is_image_source(cfg.data):
+        raise GoldmineError(f"data: {cfg.data} holds images, and the runs are text "
+                            "classifiers; compare them on text")
     evaluated = [r for r in runs if r["eval"]]
     records = [(r["ref"], r["eval"]["metrics"]["data"]) for r in evaluated]
     for ref, rec in records[1:]:
@@ -255,7 +269,16 @@ def resolve_runs(cfg: CompareConfig) -> tuple[list[dict[str, Any]], dict[str, An
             raise GoldmineError(f"runs: {records[0][0]} and {ref} evaluated different data: "
                                 f"{diff}; compare runs evaluated on the same data, or give "
                                 "the model runs and --data")
-    if cfg.data:
+    if image and (cfg.data or records):  # images: the same split, whatever size models take
+        src = _image_source(cfg.data or records[0][1]["path"],
+                            cfg.split if cfg.data else records[0][1]["split"])
+        data = src["record"]
+        for ref, rec in records:
+            diff = data_difference(rec, data)
+            if diff:
+                raise GoldmineError(f"data: {ref} evaluated other images than "
+                                    f"{cfg.data or records[0][0] + ' did'}: {diff}")
+    elif cfg.data:
         src = resolve_data(cfg.data, cfg.split)
         cols = ((cfg.text_column, cfg.label_column) if src["raw"] else ("text", "label"))
         data = _data_record(src, *cols)
@@ -280,6 +303,23 @@ def resolve_runs(cfg: CompareConfig) -> tuple[list[dict[str, Any]], dict[str, An
         raise GoldmineError("data: give --data (a prepared classify dataset or a labelled "
                             "file) for the models to be measured on")
     return runs, data, src
+
+
+def _image_source(data: str, split: str | None) -> dict[str, Any]:
+    """An image source (goldmine.data.images) for comparing image classifiers: the split
+    evaluate would score, and its record (checksum of the stored images)."""
+    from goldmine.data.images import checksum, evaluation_split, is_digits, read_images
+    from goldmine.eval.classify import _path_text
+
+    found = read_images(data)
+    chosen, note = evaluation_split(found, split)
+    split_name = chosen if found.named_splits else None
+    return {"path": data, "split": split_name, "read_split": chosen, "note": note,
+            "dataset": None if is_digits(data) else Path(found.source), "raw": False,
+            "image": True,
+            "record": {"path": _path_text(data), "split": split_name,
+                       "sha256": checksum(found, chosen), "text_column": "image",
+                       "label_column": "label"}}
 
 
 def _names(runs: list[dict[str, Any]]) -> list[str]:
@@ -465,11 +505,28 @@ def compare(cfg: CompareConfig | None = None, **overrides: Any) -> dict[str, Any
 
     # -- the rows ---------------------------------------------------------------------------------
     path = Path(data["path"])
-    rows = read_labelled(path, data["text_column"], data["label_column"])
+    inputs = None  # images: each model's (n, C, H, W), read at its own size and mode
+    if src.get("image"):
+        from goldmine.data.images import read_images
+
+        shapes: dict[tuple, Any] = {}
+        for clf in clfs:
+            key = (clf.size, clf.mode)
+            if key not in shapes:
+                shapes[key] = read_images(src["path"], size=clf.size, mode=clf.mode,
+                                          splits=(src["read_split"],))
+                for message in shapes[key].messages():
+                    info(f"[yellow]{message}[/]")
+        inputs = [shapes[(c.size, c.mode)].splits[src["read_split"]].pixels for c in clfs]
+        first = shapes[(clfs[base_i].size, clfs[base_i].mode)].splits[src["read_split"]]
+        rows = {"texts": inputs[base_i], "labels": list(first.labels), "read": len(first),
+                "skipped": {}, "examples": {}}
+    else:
+        rows = read_labelled(path, data["text_column"], data["label_column"])
     for reason, count in rows["skipped"].items():
         info(f"[yellow]{count:,} row(s) skipped ({reason.replace('_', ' ')}), e.g. "
              f"{rows['examples'][reason][0]}[/]")
-    if not rows["texts"]:
+    if not len(rows["texts"]):
         raise GoldmineError(f"data: {path} has no rows with both a text and a label "
                             f"({rows['read']:,} read)")
     to_model = label_mapper(labels)
@@ -492,14 +549,17 @@ def compare(cfg: CompareConfig | None = None, **overrides: Any) -> dict[str, Any
         # predictions, then the timing: the models take turns over the same texts
         single = [[t] for t in texts[:LATENCY_BATCHES]]
         batched = [texts[i:i + bs] for i in range(0, min(n, bs * LATENCY_BATCHES), bs)]
+        if inputs is not None:  # images: lists, which a model of another size resizes
+            batched = [list(b) for b in batched]
         steps = len(clfs) * (n + 2 * (1 + cfg.reps))
         preds = np.zeros((len(clfs), n), dtype=np.int64)
         with progress_bar() as bar, torch.inference_mode():
             task = bar.add_task("predict", total=steps, stats=f"{len(clfs)} models, {n:,} rows")
             for j, clf in enumerate(clfs):
                 order = np.array([index[lab] for lab in clf.labels])
+                own = texts if inputs is None else inputs[j]
                 for start in range(0, n, bs * 8):
-                    part = texts[start:start + bs * 8]
+                    part = own[start:start + bs * 8]
                     preds[j, start:start + len(part)] = order[
                         clf.predict_proba(part, bs).argmax(axis=1)]
                     bar.advance(task, len(part))

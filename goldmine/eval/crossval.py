@@ -113,13 +113,20 @@ def summarize(folds: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, 
             {k: float(np.std(v)) for k, v in values.items()})
 
 
+def model_label(ft: dict[str, Any]) -> str:
+    """What each fold trains, from the fine-tuning config: the backbone of a transformer, or the
+    baseline's arch."""
+    arch = ft.get("arch", "transformer")
+    return f"backbone `{ft['model']}`" if arch == "transformer" else f"`--arch {arch}`"
+
+
 def write_report(path: Path, out: dict[str, Any]) -> Path:
     from goldmine.files import write_text
 
     names = list(out["mean"])
     ft = out["finetune"]
     lines = ["# Cross-validation", "",
-             f"- backbone: `{ft['config']['model']}`",
+             f"- model: {model_label(ft['config'])}",
              f"- data: `{out['data']['path']}`, {out['k']} folds of its train split; each fold's "
              "original rows are scored by a model fine-tuned on the other folds",
              f"- fine-tuning: {'`' + ft['file'] + '`' if ft['file'] else 'defaults'}; evaluated "
@@ -158,14 +165,15 @@ def cross_validate(cfg: EvaluateConfig | None = None, **overrides: Any) -> dict[
                             f"{', '.join(map(str, present))}, not the {k} folds of --folds {k}; "
                             f"prepare it with `goldmine data prepare --kind classify --folds {k}` "
                             f"or pass --folds {len(present)}")
-    check_backbone(ft.model)
+    if ft.arch == "transformer":
+        check_backbone(ft.model)
 
     with start_run("evaluate", cfg.to_dict(), out=cfg.out) as run:
         run.add_parent_from_path(ft.data)
         folds = []
         for fold in range(k):
-            info(f"[bold]fold {fold} ({fold + 1} of {k})[/]: fine-tuning {ft.model} on the "
-                 "other folds")
+            info(f"[bold]fold {fold} ({fold + 1} of {k})[/]: training "
+                 f"{model_label(ft.to_dict())} on the other folds")
             fold_cfg = ft.update({"fold": fold})
             res = finetune_classify(fold_cfg)
             run.add_parent_from_path(res["run_dir"])

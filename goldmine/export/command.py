@@ -90,6 +90,7 @@ def _is_classifier_dir(path: Path) -> bool:
 
 def resolve_source(ref: str, checkpoint: str = "best") -> Source:
     """The run, checkpoint or HF directory `ref` names, with its kind (not yet loaded)."""
+    from goldmine.baselines import cnn
     from goldmine.baselines.logreg import EXPORT_REFUSAL
     from goldmine.baselines.logreg import refuse as refuse_logreg
     from goldmine.checkpoint import resolve_checkpoint
@@ -103,6 +104,7 @@ def resolve_source(ref: str, checkpoint: str = "best") -> Source:
         if command == "finetune classify":
             model_dir = run_dir / "model"
             refuse_logreg(model_dir, EXPORT_REFUSAL)
+            cnn.refuse(model_dir, cnn.EXPORT_REFUSAL)
             if not (model_dir / "config.json").is_file():
                 raise GoldmineError(f"{where} has no model to export ({model_dir} is missing)")
             adapter = run_dir / "adapter"
@@ -124,6 +126,7 @@ def resolve_source(ref: str, checkpoint: str = "best") -> Source:
     if not path.is_dir():
         raise GoldmineError(f"{ref}: expected a run or model directory, got a file")
     refuse_logreg(path, EXPORT_REFUSAL)
+    cnn.refuse(path, cnn.EXPORT_REFUSAL)
     if is_hf_model_dir(path):
         return Source("classifier" if _is_classifier_dir(path) else "gpt", path, None, None)
     try:

@@ -6,7 +6,8 @@
     POST /v1/chat/completions   (stream: server-sent events ending in `data: [DONE]`)
     POST /v1/completions
     POST /v1/embeddings
-    POST /v1/classify           goldmine's extension: label and probabilities
+    POST /v1/classify           goldmine's extension: label and probabilities (texts in
+                                `input`; base64 images in `image` / `images` for a cnn model)
     POST /v1/feedback           a rating (and correction) of a chat answer, by its response id
     GET  /v1/cost/plan/example  the example business plan (`goldmine cost plan`'s), as JSON
     POST /v1/cost/plan          run a business plan: monthly P&L, sensitivity and a verdict
@@ -50,6 +51,9 @@ from goldmine.serve.models import Served, ServedClassifier, ServedEncoder, Serve
 
 STATIC = Path(__file__).parent / "static"
 MAX_INPUTS = 256          # texts per embeddings / classify request
+MAX_IMAGES = 64           # images per classify request
+MAX_IMAGE_CHARS = 4_000_000   # base64 characters per image (about 3 MB of PNG/JPEG)
+MAX_IMAGE_PIXELS = 4096 * 4096  # decoded size, checked before the pixels are decoded
 MIN_TEMPERATURE = 1e-3   # below it sampling is greedy (dividing by ~0 makes the logits inf)
 
 
@@ -174,9 +178,17 @@ class EmbeddingRequest(Strict):
     user: str | None = None
 
 
+Base64Image = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_CHARS)]
+
+
 class ClassifyRequest(Strict):
+    """One of `input` (texts, for text classifiers) or `image` / `images` (base64-encoded
+    PNG/JPEG/BMP/GIF/WebP files, optionally as data: URLs, for image classifiers)."""
+
     model: str
-    input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
+    input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)] | None = None
+    image: Base64Image | None = None
+    images: Annotated[list[Base64Image], Field(min_length=1, max_length=MAX_IMAGES)] | None = None
 
 
 class FeedbackRequest(Strict):
@@ -666,6 +678,25 @@ def create_app(models: dict[str, Served], store=None, auth: bool = True,
     async def classify(body: ClassifyRequest, key: dict | None = key_dep):
         m: ServedClassifier = lookup(body.model, (ServedClassifier,),
                                      "/v1/classify needs a fine-tuned classifier")
+        given = [f for f in ("input", "image", "images") if getattr(body, f) is not None]
+        if len(given) != 1:
+            raise APIError(400, "give one of input (texts), image or images (base64-encoded "
+                           "images)" + (f", not {' and '.join(given)}" if given else ""),
+                           param=given[1] if given else "input")
+        if m.inputs == "image":
+            if given[0] == "input":
+                raise APIError(400, f"model {m.name!r} classifies images; send them "
+                               "base64-encoded in `image` (or a list in `images`), not text "
+                               "in `input`", param="input")
+            encoded = [body.image] if body.image is not None else body.images
+            pixels, seen = await asyncio.to_thread(_decode_images, m, encoded, given[0])
+            rows, tokens = await asyncio.to_thread(m.classify, pixels)
+            await record(key, m.name, tokens, 0)
+            return {"object": "list", "model": m.name, "data": rows, "images": seen,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        if given[0] != "input":
+            raise APIError(400, f"model {m.name!r} classifies text; send it in `input`",
+                           param=given[0])
         texts = [body.input] if isinstance(body.input, str) else body.input
         rows, tokens = await asyncio.to_thread(m.classify, texts)
         await record(key, m.name, tokens, 0)
@@ -751,6 +782,43 @@ def _has_surrogate(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_surrogate(v) for v in value)
     return False
+
+
+def _decode_images(m: ServedClassifier, encoded: list[str], field: str
+                   ) -> tuple[list, dict[str, Any]]:
+    """Base64 images (or data: URLs) -> the model's (C, H, W) pixel arrays, and what was done to
+    them ({"count", "resized", "converted", "size", "mode"}). A 400 naming the field (`image`,
+    `images.3`) for bad base64 or a file Pillow cannot read."""
+    import base64
+    import binascii
+    import re
+
+    from goldmine.data.images import open_image, to_array
+
+    clf = m.classifier
+    out, resized, converted = [], 0, 0
+    for i, text in enumerate(encoded):
+        param = field if field == "image" else f"{field}.{i}"
+        if text.startswith("data:"):
+            head, comma, text = text.partition(",")
+            url = r"data:[\w.+/-]*(;[\w.+-]+=[\w.+-]+)*;base64"
+            if not comma or not re.fullmatch(url, head):
+                raise APIError(400, f"{param}: a data: URL must be data:image/...;base64,DATA",
+                               param=param)
+        try:
+            raw = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise APIError(400, f"{param}: not valid base64", param=param) from None
+        try:
+            img = open_image(raw, param, max_pixels=MAX_IMAGE_PIXELS)
+            pixels, r, c = to_array(img, clf.size, clf.mode)
+        except GoldmineError as e:
+            raise APIError(400, str(e), param=param) from None
+        out.append(pixels)
+        resized += r
+        converted += c
+    return out, {"count": len(out), "resized": resized, "converted": converted,
+                 "size": f"{clf.size[1]}x{clf.size[0]}", "mode": clf.mode}
 
 
 def _base64_floats(vector: list[float]) -> str:

@@ -129,7 +129,14 @@ class ServedClassifier:
     def labels(self) -> list[str]:
         return self.classifier.labels
 
-    def classify(self, texts: list[str]) -> tuple[list[dict], int]:
+    @property
+    def inputs(self) -> str:
+        """"text", or "image" for an image classifier (--arch cnn)."""
+        return getattr(self.classifier, "inputs", "text")
+
+    def classify(self, texts: list) -> tuple[list[dict], int]:
+        """Texts (or, for an image classifier, images) -> rows of label and probabilities, and
+        the tokens read (images: one each)."""
         probs = self.classifier.predict_proba(texts)
         tokens = self.classifier.last_tokens   # counted while encoding, not encoded again
         rows = []
@@ -140,6 +147,9 @@ class ServedClassifier:
         return rows, tokens
 
     def describe(self) -> dict:
+        if self.inputs == "image":
+            return {"kind": self.kind, "labels": self.labels, "inputs": "image",
+                    "image_size": self.classifier.describe_input()}
         return {"kind": self.kind, "labels": self.labels}
 
 

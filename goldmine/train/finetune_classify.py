@@ -13,6 +13,9 @@ the result is a LlamaForSequenceClassification that pools the last token (the EO
 `--arch logreg` trains the linear baseline instead (goldmine/baselines/logreg.py) on the same
 data, with the same run layout, metrics, plot, checkpoint and result keys; its model/ holds
 goldmine.json and model.safetensors, which `goldmine.classifier.Classifier.load` reads.
+`--arch cnn` trains a small convolutional network on images instead (goldmine/baselines/cnn.py;
+an image folder, MNIST-format IDX files or scikit-learn's digits, read by
+goldmine/data/images.py), with the same run layout, metrics, plot, checkpoint and result keys.
 
 Output (the run directory, or --out):
 
@@ -536,19 +539,26 @@ def finetune_classify(cfg: FinetuneClassifyConfig | None = None, *,
     """Fine-tune an encoder for text classification. Returns the run's results and paths.
 
     `finetune_classify(data="reviews", epochs=2)` or with a `FinetuneClassifyConfig`; keyword
-    arguments override its fields. `arch="logreg"`: the linear baseline (options left at their
-    defaults take logreg's own, see FinetuneClassifyConfig.arch_defaults). `callback(step, model)` runs after every optimizer step
-    (notebooks, tests).
+    arguments override its fields. `arch="logreg"`: the linear baseline; `arch="cnn"`: a
+    convolutional network on images (`data="digits"` when no data is given). Options left unset
+    take the arch's defaults (FinetuneClassifyConfig.arch_defaults). `callback(step, model)`
+    runs after every optimizer step (notebooks, tests).
     """
     base = cfg or FinetuneClassifyConfig()
     explicit = _absolute_paths(explicit_options(base, overrides))
-    cfg = base.update(overrides, where="finetune classify").with_arch_defaults()
+    cfg = base.update(overrides, where="finetune classify")
     cfg.validate()
+    cfg = cfg.with_arch_defaults()
     cfg = cfg.update(_absolute_paths({"data": cfg.data, "model": cfg.model}))
     ckpt, run_id = None, None
     if cfg.resume:
         ckpt, run_id = find_resume_checkpoint(cfg.resume)
         cfg = resumed_config(ckpt, explicit)
+    if cfg.data is None and cfg.arch == "cnn":  # the embedded image set, as minilm for text
+        from goldmine.data.images import DIGITS
+
+        info(f"no --data: training on {DIGITS} (scikit-learn's 8x8 handwritten digits)")
+        cfg = cfg.update({"data": DIGITS})
     if cfg.data is None:
         raise GoldmineError("data: give --data (a dataset from `goldmine data prepare --kind "
                             "classify`, or a .csv/.tsv/.jsonl/.parquet file with text and labels)")
@@ -563,6 +573,12 @@ def finetune_classify(cfg: FinetuneClassifyConfig | None = None, *,
         features = featurize(cfg, examples)
         with start_run(COMMAND, cfg.to_dict(), out=out, resume=run_id) as run:
             result = train_logreg(cfg, run, examples, features, ckpt, callback)
+    elif cfg.arch == "cnn":  # images: a small convolutional network, same outputs again
+        from goldmine.baselines.cnn import load_images, train_cnn
+
+        examples, images = load_images(cfg)  # fails before a run is recorded
+        with start_run(COMMAND, cfg.to_dict(), out=out, resume=run_id) as run:
+            result = train_cnn(cfg, run, examples, images, ckpt, callback)
     else:
         # a goldmine GPT is converted into a temporary Llama directory, read once by _train
         with tempfile.TemporaryDirectory(prefix="goldmine-backbone-") as workdir:

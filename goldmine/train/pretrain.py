@@ -3,6 +3,11 @@
 `--arch lstm` trains the LSTM baseline (goldmine/lstm.py) in the same loop: same shards,
 batches, optimizer, schedule, checkpoints and FLOPs accounting; only the model differs.
 
+`--objective mlm` trains a BERT-style encoder (goldmine/encoder.py) in the same loop too: the
+batches are masked sequences of the text held in memory (goldmine/data/mlm.py) instead of
+windows of token shards, the loss is on the masked tokens, validation also reports how many of
+them are predicted right, and the run ends by writing RUN/hf, a Hugging Face BERT directory.
+
 One process: `goldmine pretrain ...`. Many processes: `torchrun --nproc-per-node N -m goldmine
 pretrain ...` (DDP; NCCL on GPUs, gloo on CPU). Every rank draws its own batches; gradients are
 averaged by DDP; rank 0 writes checkpoints, metrics and the plot.
@@ -156,6 +161,9 @@ def pretrain(cfg: PretrainConfig | None = None, **overrides) -> dict[str, Any]:
         resume_from, run_id = find_resume_checkpoint(cfg.resume)
         cfg = resumed_config(resume_from, explicit)
     if cfg.data is None:
+        if cfg.objective == "mlm":
+            raise GoldmineError("data: give --data (a .txt/.jsonl file or folder, or a prepared "
+                                "dataset) to pretrain the encoder on")
         raise GoldmineError("data: give --data (token shards from `goldmine data tokenize`, or "
                             "a text file or folder with --tokenizer)")
 
@@ -191,34 +199,65 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         run_dir = Path(obj[0])
     else:
         run_dir = run.dir
-    if dist.is_main:
-        shards_dir = ensure_shards(cfg.data, cfg.tokenizer, run_dir / "data")
+    mlm = cfg.objective == "mlm"
+
+    def prepare():
+        if mlm:  # the text in memory, masked batch by batch; a WordPiece vocabulary if none given
+            from goldmine.data.mlm import load_mlm_data
+
+            return load_mlm_data(cfg.data, cfg.tokenizer, run_dir / "data",
+                                 vocab_size=cfg.vocab_size, mask_prob=cfg.mask_prob,
+                                 whole_word=cfg.whole_word, progress=dist.is_main)
+        return ensure_shards(cfg.data, cfg.tokenizer, run_dir / "data")
+
+    if dist.is_main:  # rank 0 tokenizes (or trains the tokenizer) first; the others reuse it
+        prepared = prepare()
     dist.barrier()
     if not dist.is_main:
-        shards_dir = ensure_shards(cfg.data, cfg.tokenizer, run_dir / "data")
-    shards = TokenShards(shards_dir)
-    tokenizer = shards.tokenizer()
-    tokenizer_path = Path(shards_dir) / "tokenizer.json"
-    framing = {"bos": bool(shards.meta.get("bos", False)), "eos": bool(shards.meta.get("eos", True))}
+        prepared = prepare()
+    if mlm:
+        data, shards_dir = prepared, run_dir / "data"
+        vocab_size, tokenizer_path = data.tok.vocab_size, shards_dir / "tokenizer.json"
+        framing = {"objective": "mlm", "cls": True, "sep": True, "mask_prob": data.mask_prob,
+                   "whole_word": data.whole_word}
+    else:
+        shards_dir = prepared
+        data = TokenShards(shards_dir)
+        vocab_size = data.tokenizer().vocab_size
+        tokenizer_path = Path(shards_dir) / "tokenizer.json"
+        framing = {"bos": bool(data.meta.get("bos", False)),
+                   "eos": bool(data.meta.get("eos", True))}
 
     try:
-        mcfg = GPTConfig.from_preset(cfg.model, vocab_size=tokenizer.vocab_size,
-                                     n_layer=cfg.n_layer, n_head=cfg.n_head,
-                                     n_kv_head=cfg.n_kv_head, n_embd=cfg.n_embd,
-                                     intermediate_size=cfg.intermediate_size,
-                                     block_size=cfg.block_size, rope_theta=cfg.rope_theta,
-                                     tie_embeddings=cfg.tie_embeddings, dropout=cfg.dropout)
+        if mlm:
+            from goldmine.encoder import Encoder, EncoderConfig
+
+            mcfg = EncoderConfig.from_preset(cfg.model, vocab_size=vocab_size,
+                                             n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                             n_embd=cfg.n_embd, block_size=cfg.block_size,
+                                             intermediate_size=cfg.intermediate_size,
+                                             dropout=cfg.dropout, pad_token_id=data.tok.pad_id)
+        else:
+            mcfg = GPTConfig.from_preset(cfg.model, vocab_size=vocab_size,
+                                         n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                         n_kv_head=cfg.n_kv_head, n_embd=cfg.n_embd,
+                                         intermediate_size=cfg.intermediate_size,
+                                         block_size=cfg.block_size, rope_theta=cfg.rope_theta,
+                                         tie_embeddings=cfg.tie_embeddings, dropout=cfg.dropout)
         gpt_cfg = mcfg
         if cfg.arch == "lstm":
             mcfg = lstm_config(cfg, gpt_cfg)
     except ValueError as e:
         raise GoldmineError(f"model: {e}") from None
     T, B = mcfg.block_size, cfg.batch_size
-    for split in ("train", "val"):  # fails early, naming the split, if it is shorter than T + 1
-        shards.get_batch(split, 1, T, batch_generator(cfg.seed, -1))
+    for split in ("train", "val"):  # fails early, naming the split, if it is too short for T
+        data.get_batch(split, 1, T, batch_generator(cfg.seed, -1))
 
     torch.manual_seed(cfg.seed)
-    model = LSTM(mcfg, seed=cfg.seed) if cfg.arch == "lstm" else GPT(mcfg, seed=cfg.seed)
+    if mlm:
+        model = Encoder(mcfg, seed=cfg.seed)
+    else:
+        model = LSTM(mcfg, seed=cfg.seed) if cfg.arch == "lstm" else GPT(mcfg, seed=cfg.seed)
     model.to(device)
     optimizer = make_optimizer(model, cfg, device)
     world_tokens = B * T * cfg.grad_accum * dist.world_size  # tokens per optimizer step
@@ -228,12 +267,14 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     max_time = parse_duration(cfg.max_time) if cfg.max_time else None
 
     step, best_val, elapsed_before, saved_val = 0, float("inf"), 0.0, None
+    saved_acc = None  # MLM: the masked accuracy of the checkpoint resumed from
     if resume_from is not None:
         state = read_json(resume_from / "trainer.json", "trainer.json")
         load_weights(model, resume_from / "model.safetensors")
         load_optimizer(optimizer, resume_from, state["optimizer"])
         step, best_val = state["step"], state.get("best_val_loss") or float("inf")
         elapsed_before, saved_val = state.get("elapsed_s", 0.0), state.get("val_loss")
+        saved_acc = state.get("val_accuracy")
         if dist.is_main:
             done = " — already complete" if step >= total_steps else ""
             info(f"resuming {run.id} from {resume_from} (step {step:,} of {total_steps:,}){done}")
@@ -246,6 +287,8 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         train_model = torch.compile(train_model)
 
     flops_tok = cost.flops_per_token(mcfg, T)  # an LSTM's: lstm_flops_per_token, any context
+    if mlm:  # the head runs on the masked positions only
+        flops_tok = cost.encoder_flops_per_token(mcfg, T, predicted=data.mask_prob)
     peak = cost.peak_flops(device, "bf16" if precision == "bf16" else "fp32")
     metrics_path = run_dir / "metrics.jsonl"
     if dist.is_main:
@@ -258,7 +301,13 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         run.log_metrics({"params": model.num_params(), "flops_per_token": flops_tok,
                          "tokens_per_step": world_tokens, "device": str(device),
                          "precision": precision, "world_size": dist.world_size})
-        if cfg.arch == "lstm":
+        if mlm:
+            shape = f"BERT-style encoder {mcfg.n_layer}L/{mcfg.n_head}H/{mcfg.n_embd}d"
+            info(f"data: {data.tokens('train'):,} train and {data.tokens('val'):,} val tokens; "
+                 f"WordPiece tokenizer {data.tokenizer_source}; masking "
+                 f"{100 * data.mask_prob:g}% of each sequence, "
+                 f"{'whole words' if data.whole_word else 'single tokens'}")
+        elif cfg.arch == "lstm":
             shape = (f"LSTM {mcfg.n_layer}L/{mcfg.hidden} hidden/{mcfg.n_embd}d embeddings; the "
                      f"GPT of these options: {human_count(cost.param_count(gpt_cfg))}")
         else:
@@ -266,19 +315,26 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         info(f"model: {human_count(model.num_params())} parameters ({shape}, context {T}, vocab "
              f"{mcfg.vocab_size}) on {device} ({precision}); {world_tokens:,} tokens per step")
 
-    def evaluate() -> float:
+    def evaluate() -> tuple[float, float | None]:
+        """(val loss, and for MLM the share of masked tokens predicted right)."""
         model.eval()
         losses = torch.zeros(cfg.eval_batches, device=device)
+        hits = torch.zeros(2, device=device)  # MLM: correct predictions, predictions
         with torch.no_grad(), autocast(device, precision):
             for i in range(cfg.eval_batches):
-                x, y = shards.get_batch("val", B, T, batch_generator(cfg.seed, -2, dist.rank, i))
-                losses[i] = model(x.to(device), targets=y.to(device))
+                x, y = data.get_batch("val", B, T, batch_generator(cfg.seed, -2, dist.rank, i))
+                if mlm:
+                    losses[i], correct, count = model.mlm_metrics(x.to(device), y.to(device))
+                    hits += torch.stack([correct, count]).float()
+                else:
+                    losses[i] = model(x.to(device), targets=y.to(device))
         model.train()
         loss = losses.mean()
         if dist.enabled:
             torch.distributed.all_reduce(loss)
+            torch.distributed.all_reduce(hits)
             loss /= dist.world_size
-        return loss.item()
+        return loss.item(), (hits[0] / hits[1]).item() if mlm else None
 
     def checkpoint(step_: int, val: float | None) -> None:
         nonlocal best_val
@@ -295,6 +351,8 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
                      "total_steps": total_steps},
                  "data_position": {"next_step": step_, "batches": "seeded by (seed, rank, "
                                    "step, micro-step)", "world_size": dist.world_size}}
+        if mlm:
+            state["val_accuracy"] = last_acc if val is not None else None
         if state["best_val_loss"] == float("inf"):
             state["best_val_loss"] = None
         path = save_checkpoint(ckdir / f"step-{step_:06d}", model, tokenizer_path, state, optimizer,
@@ -319,6 +377,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     t_log, tokens_since_log, steps_since_log = time.perf_counter(), 0, 0
     loss_acc = torch.zeros((), device=device)
     last_val, stop_reason, tokens_per_s, mfu = saved_val, "max_steps", 0.0, None
+    last_acc = saved_acc
     bar = progress_bar() if dist.is_main else None
     with bar or nullcontext(), StopRequest() as stopper:
         task = bar.add_task("pretrain", total=total_steps, completed=step, stats="") if bar else None
@@ -327,7 +386,7 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
             for group in optimizer.param_groups:
                 group["lr"] = lr
             for micro in range(cfg.grad_accum):
-                x, y = shards.get_batch("train", B, T, batch_generator(cfg.seed, dist.rank, step, micro))
+                x, y = data.get_batch("train", B, T, batch_generator(cfg.seed, dist.rank, step, micro))
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 sync = micro == cfg.grad_accum - 1 or not dist.enabled
                 with (nullcontext() if sync else train_model.no_sync()), autocast(device, precision):
@@ -376,13 +435,15 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
             final = step == total_steps or out_of_time or interrupted
             evaluated = False
             if (cfg.eval_every and step % cfg.eval_every == 0) or final:
-                last_val, evaluated = evaluate(), True
-                log({"step": step, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))})
+                (last_val, last_acc), evaluated = evaluate(), True
+                row = {"step": step, "val_loss": last_val, "val_ppl": math.exp(min(last_val, 50))}
+                log(row if last_acc is None else {**row, "val_accuracy": last_acc})
                 if bar:
                     stats = _stats(bar.tasks[task].fields["stats"], last_val)
                     bar.update(task, stats=stats)
                     if not console.is_terminal:  # logs get a line per evaluation, not a live bar
-                        info(f"step {step:,}/{total_steps:,} · {stats} · "
+                        acc = "" if last_acc is None else f" · masked acc {100 * last_acc:.1f}%"
+                        info(f"step {step:,}/{total_steps:,} · {stats}{acc} · "
                              f"{time.perf_counter() - t_start:.0f} s")
             if step % cfg.ckpt_every == 0 or final:
                 checkpoint(step, last_val if evaluated else None)
@@ -410,6 +471,16 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
     from goldmine.eval.plots import loss_curve
 
     plot = loss_curve(metrics_path, run_dir / "loss.png", title=f"pretrain {run.id}")
+    hf_dir = None
+    if mlm:  # the result: a Hugging Face BERT directory, from the best checkpoint
+        from goldmine.encoder import save_hf
+
+        ckpt = resolve_checkpoint(run_dir, "best")
+        hf_dir = save_hf(mcfg, ckpt / "model.safetensors", data.tok, run_dir / "hf")
+        run.add_artifact("hf", hf_dir)
+        run.add_artifact("tokenizer", hf_dir / "tokenizer.json")
+        info(f"Hugging Face BERT directory (weights of {ckpt.name}): {hf_dir}; fine-tune it with "
+             f"`goldmine finetune classify --model {run.id}`")
     result = {
         "run_id": run.id, "run_dir": str(run_dir), "step": step, "max_steps": total_steps,
         "stop_reason": stop_reason, "tokens": step * world_tokens, "val_loss": last_val,
@@ -419,8 +490,10 @@ def _train(cfg: PretrainConfig, dist, run, resume_from: Path | None) -> dict[str
         "params": model.num_params(), "world_size": dist.world_size, "ranks_in_sync": in_sync,
         "checkpoint": str(list_steps(run_dir / "checkpoints")[-1]), "plot": str(plot),
     }
+    if mlm:
+        result.update(objective="mlm", val_accuracy=last_acc, hf=str(hf_dir))
     run.log_metrics({k: v for k, v in result.items()
-                     if k not in ("run_id", "run_dir", "checkpoint", "plot")})
+                     if k not in ("run_id", "run_dir", "checkpoint", "plot", "hf")})
     run.add_artifact("plot", plot)
     run.add_artifact("metrics", metrics_path)
     if (run_dir / "checkpoints" / "best").is_dir():

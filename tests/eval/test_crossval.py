@@ -181,3 +181,14 @@ def test_bad_cross_validation_input(world, tmp_path):
 
         evaluate_classifier(model=world["backbone"], data=world["ds"], finetune=str(recipe))
     assert Registry().list() == []                           # nothing recorded for bad input
+
+
+def test_a_logreg_recipe_cross_validates_and_the_report_names_it(world, tmp_path):
+    recipe = tmp_path / "logreg.yaml"
+    recipe.write_text("arch: logreg\nepochs: 2\n")
+    res = cross_validate(folds=3, data=world["ds"], finetune=str(recipe), device="cpu")
+    runs = [Registry().get(f["run_id"]) for f in res["folds"]]
+    assert {r["config"]["arch"] for r in runs} == {"logreg"}
+    assert all(0.0 <= f["metrics"]["accuracy"] <= 1.0 for f in res["folds"])
+    report = (Path(res["run_dir"]) / "report.md").read_text()
+    assert "- model: `--arch logreg`" in report and "minilm" not in report

@@ -327,7 +327,8 @@ def test_the_new_head_learns_at_a_multiple_of_the_rate(world):
     assert sum(len(g["params"]) for g in opt.param_groups) == len(names)
     for g in opt.param_groups:  # no weight decay on vectors, whatever their rate
         assert g["weight_decay"] == (cfg.weight_decay if g["params"][0].ndim >= 2 else 0.0)
-    lora = FinetuneClassifyConfig(lora=True, head_lr_scale=20.0)  # LoRA: one rate (already high)
+    # LoRA: one rate (already high)
+    lora = FinetuneClassifyConfig(lora=True, head_lr_scale=20.0).with_arch_defaults()
     assert {g["lr_scale"] for g in make_optimizer(build_model(
         Path(world["backbone"]), ["neg", "pos"], lora), lora).param_groups} == {1.0}
 
