@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import bars, image_folder
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -27,27 +28,6 @@ from goldmine.registry import Registry
 from goldmine.train.finetune_classify import finetune_classify
 
 TINY = dict(arch="cnn", cnn_size="small", device="cpu")
-
-
-def bars(label: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A noisy (size, size) uint8 image with a bright horizontal ("h") or vertical ("v") bar
-    (as in tests/data/test_images.py)."""
-    a = rng.integers(0, 40, (size, size)).astype(np.uint8)
-    k = int(rng.integers(1, size - 1))
-    if label == "h":
-        a[k, :] = 255
-    else:
-        a[:, k] = 255
-    return a
-
-
-def image_folder(root: Path, per_label: int = 6, size: int = 8, labels=("h", "v")) -> Path:
-    rng = np.random.default_rng(0)
-    for lab in labels:
-        (root / lab).mkdir(parents=True, exist_ok=True)
-        for i in range(per_label):
-            Image.fromarray(bars(lab, size, rng), "L").save(root / lab / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
