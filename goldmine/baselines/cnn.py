@@ -482,7 +482,6 @@ def train_cnn(cfg, run, examples, images: Images, ckpt: Path | None,
     from goldmine.progress import console, human_count, info, progress_bar
     from goldmine.runtime import resolve_device
     from goldmine.train.finetune_classify import (
-        COMMAND,
         _truncate_log,
         describe_data,
         epoch_batches,
@@ -490,8 +489,8 @@ def train_cnn(cfg, run, examples, images: Images, ckpt: Path | None,
         inverse_frequency_weights,
         learning_rate,
         load_trainable,
+        record_baseline,
         save_training_state,
-        training_plot,
     )
     from goldmine.train.pretrain import StopRequest, batch_generator
 
@@ -654,42 +653,15 @@ def train_cnn(cfg, run, examples, images: Images, ckpt: Path | None,
         stop_reason = "max_steps" if cfg.max_steps else "epochs"
 
     # ---- validate and record -----------------------------------------------------------------
-    plot = training_plot(metrics_path, run_dir / "training.png", title=f"{COMMAND} {run.id}",
-                         best_step=best["step"] if best else None)
-    model_dir = run_dir / "model"
-    best_val = best["val"] if best else None
-    result = {
-        "run_id": run.id, "run_dir": str(run_dir), "arch": ARCH,
-        "model_dir": str(model_dir) if model_dir.is_dir() else None, "adapter_dir": None,
-        "labels": labels, "steps": step, "epochs_done": step / per_epoch,
-        "stop_reason": stop_reason, "best_step": best["step"] if best else None,
-        "val": best_val, "examples_per_s": seen / train_s if train_s else None,
-        "truncated": {"train": 0, "val": 0}, "val_from_train": examples.val_from_train,
-        "fold": None, "trainable_params": params, "total_params": params,
-        "class_weights": class_weights, "train_rows": len(y), "val_rows": len(y_val),
-        "skipped": dict(examples.skipped.counts), "resumed_from_step": resumed_from,
-        "plot": str(plot), "checkpoint": str(run_dir / "checkpoint"),
-        "image": {"height": height, "width": width, "mode": data.mode,
-                  "resized": data.resized, "converted": data.converted},
-        "network": config.to_json(),
-    }
-    run.log_metrics({**{f"val_{k}": v for k, v in (best_val or {}).items()},
-                     "examples_per_s": result["examples_per_s"], "steps": step,
-                     "best_step": result["best_step"], "stop_reason": stop_reason,
-                     "labels": len(labels), "train_rows": len(y), "val_rows": len(y_val),
-                     "val_from_train": examples.val_from_train, "skipped": result["skipped"],
-                     "trainable_params": params, "total_params": params,
-                     "class_weights": class_weights, "arch": ARCH,
-                     "resized": data.resized, "converted": data.converted})
-    run.add_artifact("plot", plot)
-    run.add_artifact("metrics", metrics_path)
-    if result["model_dir"]:
-        run.add_artifact("model", model_dir)
-        info(f"best: step {best['step']:,}, val {cfg.metric} {best['value']:.4f} -> {model_dir}")
-    if stop_reason == "interrupted":
-        info(f"stopped at step {step:,} with a checkpoint; continue with "
-             f"`goldmine finetune classify --resume {run.id}`")
-    return result
+    image = {"height": height, "width": width, "mode": data.mode, "resized": data.resized,
+             "converted": data.converted}
+    return record_baseline(run, cfg, ARCH, labels=labels, step=step, per_epoch=per_epoch,
+                           stop_reason=stop_reason, best=best, seen=seen, train_s=train_s,
+                           examples=examples, params=params, class_weights=class_weights,
+                           rows=(len(y), len(y_val)), resumed_from=resumed_from, fold=None,
+                           extra={"image": image, "network": config.to_json()},
+                           extra_metrics={"resized": data.resized,
+                                          "converted": data.converted})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -467,7 +467,6 @@ def train_logreg(cfg, run, examples, features: tuple[Featurizer, sp.csr_matrix, 
     records nothing). Returns the same keys as the transformer path."""
     from goldmine.progress import console, human_count, info, progress_bar
     from goldmine.train.finetune_classify import (
-        COMMAND,
         STATE_FORMAT,
         _truncate_log,
         describe_data,
@@ -475,7 +474,7 @@ def train_logreg(cfg, run, examples, features: tuple[Featurizer, sp.csr_matrix, 
         improved,
         inverse_frequency_weights,
         learning_rate,
-        training_plot,
+        record_baseline,
     )
     from goldmine.train.pretrain import StopRequest
 
@@ -613,36 +612,9 @@ def train_logreg(cfg, run, examples, features: tuple[Featurizer, sp.csr_matrix, 
         stop_reason = "max_steps" if cfg.max_steps else "epochs"
 
     # ---- validate and record -----------------------------------------------------------------
-    plot = training_plot(metrics_path, run_dir / "training.png", title=f"{COMMAND} {run.id}",
-                         best_step=best["step"] if best else None)
-    model_dir = run_dir / "model"
-    best_val = best["val"] if best else None
-    result = {
-        "run_id": run.id, "run_dir": str(run_dir), "arch": ARCH,
-        "model_dir": str(model_dir) if model_dir.is_dir() else None, "adapter_dir": None,
-        "labels": labels, "steps": step, "epochs_done": step / per_epoch,
-        "stop_reason": stop_reason, "best_step": best["step"] if best else None,
-        "val": best_val, "examples_per_s": seen / train_s if train_s else None,
-        "truncated": {"train": 0, "val": 0}, "val_from_train": examples.val_from_train,
-        "fold": examples.fold, "trainable_params": params, "total_params": params,
-        "class_weights": class_weights, "train_rows": len(train), "val_rows": len(val),
-        "skipped": dict(examples.skipped.counts), "resumed_from_step": resumed_from,
-        "plot": str(plot), "checkpoint": str(run_dir / "checkpoint"),
-        "features": featurizer.features.to_json(),
-    }
-    run.log_metrics({**{f"val_{k}": v for k, v in (best_val or {}).items()},
-                     "examples_per_s": result["examples_per_s"], "steps": step,
-                     "best_step": result["best_step"], "stop_reason": stop_reason,
-                     "labels": len(labels), "train_rows": len(train), "val_rows": len(val),
-                     "val_from_train": examples.val_from_train, "skipped": result["skipped"],
-                     "fold": examples.fold, "trainable_params": params, "total_params": params,
-                     "class_weights": class_weights, "arch": ARCH})
-    run.add_artifact("plot", plot)
-    run.add_artifact("metrics", metrics_path)
-    if result["model_dir"]:
-        run.add_artifact("model", model_dir)
-        info(f"best: step {best['step']:,}, val {cfg.metric} {best['value']:.4f} -> {model_dir}")
-    if stop_reason == "interrupted":
-        info(f"stopped at step {step:,} with a checkpoint; continue with "
-             f"`goldmine finetune classify --resume {run.id}`")
-    return result
+    return record_baseline(run, cfg, ARCH, labels=labels, step=step, per_epoch=per_epoch,
+                           stop_reason=stop_reason, best=best, seen=seen, train_s=train_s,
+                           examples=examples, params=params, class_weights=class_weights,
+                           rows=(len(train), len(val)), resumed_from=resumed_from,
+                           fold=examples.fold,
+                           extra={"features": featurizer.features.to_json()}, extra_metrics={})

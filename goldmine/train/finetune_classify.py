@@ -821,6 +821,49 @@ def _truncate_log(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
+def record_baseline(run, cfg: FinetuneClassifyConfig, arch: str, *, labels: list[str],
+                    step: int, per_epoch: int, stop_reason: str, best: dict | None, seen: int,
+                    train_s: float, examples: Examples, params: int, class_weights: Any,
+                    rows: tuple[int, int], resumed_from: int | None, fold: int | None,
+                    extra: dict[str, Any], extra_metrics: dict[str, Any]) -> dict[str, Any]:
+    """The end of a baseline's run (logreg, cnn): the training plot, the result (the keys of a
+    transformer run's, plus `extra`), the metrics and artefacts recorded in the registry, and
+    what to tell the user. `rows`: (train rows, val rows)."""
+    run_dir = run.dir
+    plot = training_plot(run_dir / "metrics.jsonl", run_dir / "training.png",
+                         title=f"{COMMAND} {run.id}", best_step=best["step"] if best else None)
+    model_dir = run_dir / "model"
+    best_val = best["val"] if best else None
+    result = {
+        "run_id": run.id, "run_dir": str(run_dir), "arch": arch,
+        "model_dir": str(model_dir) if model_dir.is_dir() else None, "adapter_dir": None,
+        "labels": labels, "steps": step, "epochs_done": step / per_epoch,
+        "stop_reason": stop_reason, "best_step": best["step"] if best else None,
+        "val": best_val, "examples_per_s": seen / train_s if train_s else None,
+        "truncated": {"train": 0, "val": 0}, "val_from_train": examples.val_from_train,
+        "fold": fold, "trainable_params": params, "total_params": params,
+        "class_weights": class_weights, "train_rows": rows[0], "val_rows": rows[1],
+        "skipped": dict(examples.skipped.counts), "resumed_from_step": resumed_from,
+        "plot": str(plot), "checkpoint": str(run_dir / "checkpoint"), **extra,
+    }
+    run.log_metrics({**{f"val_{k}": v for k, v in (best_val or {}).items()},
+                     "examples_per_s": result["examples_per_s"], "steps": step,
+                     "best_step": result["best_step"], "stop_reason": stop_reason,
+                     "labels": len(labels), "train_rows": rows[0], "val_rows": rows[1],
+                     "val_from_train": examples.val_from_train, "skipped": result["skipped"],
+                     "fold": fold, "trainable_params": params, "total_params": params,
+                     "class_weights": class_weights, "arch": arch, **extra_metrics})
+    run.add_artifact("plot", plot)
+    run.add_artifact("metrics", run_dir / "metrics.jsonl")
+    if result["model_dir"]:
+        run.add_artifact("model", model_dir)
+        info(f"best: step {best['step']:,}, val {cfg.metric} {best['value']:.4f} -> {model_dir}")
+    if stop_reason == "interrupted":
+        info(f"stopped at step {step:,} with a checkpoint; continue with "
+             f"`goldmine finetune classify --resume {run.id}`")
+    return result
+
+
 def training_plot(metrics_jsonl: Path, out_png: Path, title: str = "",
                   best_step: int | None = None) -> Path:
     """Train loss per step and val loss per evaluation (left axis), val accuracy and macro F1
