@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import bars, image_folder
+from image_helpers import bars, image_folder
 from PIL import Image
 
 from goldmine.data.images import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import bars, image_folder
+from image_helpers import bars, image_folder
 from PIL import Image
 from safetensors.torch import load_file
 
