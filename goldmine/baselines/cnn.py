@@ -490,6 +490,7 @@ def train_cnn(cfg, run, examples, images: Images, ckpt: Path | None,
         learning_rate,
         load_trainable,
         record_baseline,
+        report_step,
         save_training_state,
     )
     from goldmine.train.pretrain import StopRequest, batch_generator
@@ -611,14 +612,8 @@ def train_cnn(cfg, run, examples, images: Images, ckpt: Path | None,
             step += 1
             seen += len(rows)
             train_s += time.perf_counter() - t0
-            if not math.isfinite(train_loss):
-                raise GoldmineError(f"training diverged at step {step} (loss {train_loss}); "
-                                    "lower --learning-rate")
-            log({"step": step, "epoch": round(step / per_epoch, 4), "loss": train_loss, "lr": lr})
-            stats = f"loss {train_loss:.3f}"
-            if last_val is not None:
-                stats += f" · val {cfg.metric} {last_val[cfg.metric]:.3f}"
-            bar.update(task, completed=step, stats=f"{stats} · {seen / train_s:,.0f} img/s")
+            report_step(log, bar, task, cfg, step=step, per_epoch=per_epoch, loss=train_loss,
+                        lr=lr, last_val=last_val, rate=f"{seen / train_s:,.0f} img/s")
             if callback is not None:
                 callback(step, model)
 

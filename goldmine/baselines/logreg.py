@@ -475,6 +475,7 @@ def train_logreg(cfg, run, examples, features: tuple[Featurizer, sp.csr_matrix, 
         inverse_frequency_weights,
         learning_rate,
         record_baseline,
+        report_step,
     )
     from goldmine.train.pretrain import StopRequest
 
@@ -572,14 +573,8 @@ def train_logreg(cfg, run, examples, features: tuple[Featurizer, sp.csr_matrix, 
             step += 1
             seen += len(rows)
             train_s += time.perf_counter() - t0
-            if not math.isfinite(train_loss):
-                raise GoldmineError(f"training diverged at step {step} (loss {train_loss}); "
-                                    "lower --learning-rate")
-            log({"step": step, "epoch": round(step / per_epoch, 4), "loss": train_loss, "lr": lr})
-            stats = f"loss {train_loss:.3f}"
-            if last_val is not None:
-                stats += f" · val {cfg.metric} {last_val[cfg.metric]:.3f}"
-            bar.update(task, completed=step, stats=f"{stats} · {seen / train_s:,.0f} ex/s")
+            report_step(log, bar, task, cfg, step=step, per_epoch=per_epoch, loss=train_loss,
+                        lr=lr, last_val=last_val, rate=f"{seen / train_s:,.0f} ex/s")
             if callback is not None:
                 callback(step, model)
 

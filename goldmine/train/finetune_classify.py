@@ -727,14 +727,8 @@ def _train(cfg: FinetuneClassifyConfig, run, backbone: Path, source: Path | None
             step += 1
             seen += len(y)
             train_s += time.perf_counter() - t0
-            if not math.isfinite(train_loss):
-                raise GoldmineError(f"training diverged at step {step} (loss {train_loss}); "
-                                    "lower --learning-rate")
-            log({"step": step, "epoch": round(step / per_epoch, 4), "loss": train_loss, "lr": lr})
-            stats = f"loss {train_loss:.3f}"
-            if last_val is not None:
-                stats += f" · val {cfg.metric} {last_val[cfg.metric]:.3f}"
-            bar.update(task, completed=step, stats=f"{stats} · {seen / train_s:,.0f} ex/s")
+            report_step(log, bar, task, cfg, step=step, per_epoch=per_epoch, loss=train_loss,
+                        lr=lr, last_val=last_val, rate=f"{seen / train_s:,.0f} ex/s")
             if callback is not None:
                 callback(step, model)
 
@@ -819,6 +813,20 @@ def _truncate_log(path: Path, step: int) -> None:
     keep = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
     path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def report_step(log, bar, task, cfg: FinetuneClassifyConfig, *, step: int, per_epoch: int,
+                loss: float, lr: float, last_val: dict | None, rate: str) -> None:
+    """After an optimizer step of a classifier loop (transformer, logreg, cnn): stop on a
+    non-finite loss, append the step to metrics.jsonl (`log`) and update the progress bar."""
+    if not math.isfinite(loss):
+        raise GoldmineError(f"training diverged at step {step} (loss {loss}); lower "
+                            "--learning-rate")
+    log({"step": step, "epoch": round(step / per_epoch, 4), "loss": loss, "lr": lr})
+    stats = f"loss {loss:.3f}"
+    if last_val is not None:
+        stats += f" · val {cfg.metric} {last_val[cfg.metric]:.3f}"
+    bar.update(task, completed=step, stats=f"{stats} · {rate}")
 
 
 def record_baseline(run, cfg: FinetuneClassifyConfig, arch: str, *, labels: list[str],
